@@ -1,0 +1,38 @@
+"""Helpers for tests: real-data location, tiny scenes, snapshots of a directory."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+# The real captures and YCB meshes sit beside the project (../shared/data); never copied in.
+SHARED_DATA = Path(os.environ.get("LABELLER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def write_tiny_scene(root: Path, n: int = 3, w: int = 32, h: int = 24,
+                     depth_scale: float = 1000.0, depth_m: float = 0.8) -> Path:
+    """Write a valid scene of `n` flat frames (textured rgb, constant depth)."""
+    (root / "rgb").mkdir(parents=True)
+    (root / "depth").mkdir()
+    rng = np.random.default_rng(0)
+    for t in range(n):
+        rgb = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+        cv2.imwrite(str(root / "rgb" / f"{t:06d}.png"), rgb)
+        d = np.full((h, w), round(depth_m * depth_scale), np.uint16)
+        cv2.imwrite(str(root / "depth" / f"{t:06d}.png"), d)
+    cam = {"width": w, "height": h, "fx": 30.0, "fy": 30.0, "cx": (w - 1) / 2,
+           "cy": (h - 1) / 2, "depth_scale": depth_scale}
+    (root / "camera.json").write_text(json.dumps(cam))
+    return root
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """sha256 of every file under root, to check that nothing was changed."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
