@@ -16,7 +16,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 SYSTEM_PACKAGES := libusb-1.0-0 libgl1 libegl1 libxkbcommon0 libxkbcommon-x11-0 \
-	libfontconfig1 libdbus-1-3 libglib2.0-0 libvulkan1 mesa-vulkan-drivers xvfb
+	libfontconfig1 libdbus-1-3 libglib2.0-0 libvulkan1 mesa-vulkan-drivers xvfb \
+	libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 \
+	libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-xkb1
 
 .PHONY: setup system-packages demo test lint bench clean
 .DEFAULT_GOAL := demo

@@ -26,6 +26,18 @@ from labeller.errors import BadInput
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _public(path: Path, mode: int) -> None:
+    """mkstemp/mkdtemp create 0600/0700; give the result the permissions a plain
+    open()/mkdir() would have had under the user's umask."""
+    os.chmod(path, mode & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `dest`; on success rename it onto `dest`.
@@ -42,6 +54,8 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            _public(tmp_path, 0o666)
         os.replace(tmp_path, dest)
     finally:
         if tmp_path.exists():
@@ -78,6 +92,7 @@ def atomic_dir(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         yield tmp
+        _public(tmp, 0o777)
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old")
             if old.exists():

@@ -40,7 +40,7 @@ class ObjectModel:
         """Largest distance between two vertices (on the convex hull), metres."""
         import open3d as o3d
 
-        pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(self.vertices))
+        pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.array(self.vertices)))
         hull, _ = pcd.compute_convex_hull()
         h = np.asarray(hull.vertices)
         d2 = ((h[:, None, :] - h[None, :, :]) ** 2).sum(-1)
@@ -49,8 +49,10 @@ class ObjectModel:
     def legacy_mesh(self):
         import open3d as o3d
 
+        # Copies: the cached arrays are read-only and pybind11 refuses read-only buffers.
         return o3d.geometry.TriangleMesh(
-            o3d.utility.Vector3dVector(self.vertices), o3d.utility.Vector3iVector(self.triangles)
+            o3d.utility.Vector3dVector(np.array(self.vertices, dtype=np.float64)),
+            o3d.utility.Vector3iVector(np.array(self.triangles, dtype=np.int32)),
         )
 
     def sample_points(self, n: int = 2000, seed: int = 0) -> np.ndarray:

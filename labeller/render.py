@@ -97,8 +97,12 @@ class ObjectRenderer:
 
     def render(self, camera: CameraIntrinsics, T_world_cam: np.ndarray,
                roi: tuple[int, int, int, int] | None = None, only: int | None = None,
-               normals: bool = False, hits: bool = False) -> Render:
-        """Depth and instance ids seen from T_world_cam (4x4), over `roi` (x, y, w, h)."""
+               normals: bool = False, hits: bool = False, mask: np.ndarray | None = None) -> Render:
+        """Depth and instance ids seen from T_world_cam (4x4), over `roi` (x, y, w, h).
+
+        mask: optional (h, w) bool over the ROI; only those pixels are cast (the others
+        read as no hit), so a caller that knows where an object can be saves the rest.
+        """
         import open3d as o3d
 
         roi = roi if roi is not None else (0, 0, camera.width, camera.height)
@@ -109,7 +113,10 @@ class ObjectRenderer:
         scene, geom_to_id = (self._scene, self._geom_to_id) if only is None else self._alone_scene(only)
         T = np.asarray(T_world_cam, dtype=np.float64)
         d_cam = self._rays(camera, roi)
-        rays = np.empty((h, w, 6), np.float32)
+        if mask is not None:
+            mask = np.asarray(mask, bool)
+            d_cam = d_cam[mask]
+        rays = np.empty((*d_cam.shape[:-1], 6), np.float32)
         rays[..., :3] = T[:3, 3].astype(np.float32)
         rays[..., 3:] = d_cam @ T[:3, :3].T.astype(np.float32)
         ans = scene.cast_rays(o3d.core.Tensor(rays), nthreads=0)
@@ -119,12 +126,20 @@ class ObjectRenderer:
         depth = np.where(hit, t_hit, 0.0).astype(np.float32)
         gids = np.where(hit, gids, len(geom_to_id) - 1).astype(np.int64)
         inst = geom_to_id[gids]
-        out = Render(roi, depth, inst)
+
+        def full(a, fill=0):  # scatter the cast pixels back into the (h, w, ...) ROI
+            if mask is None:
+                return a
+            o = np.full((h, w, *a.shape[1:]), fill, a.dtype)
+            o[mask] = a
+            return o
+
+        out = Render(roi, full(depth), full(inst))
         if normals:
-            out.normals = ans["primitive_normals"].numpy()
+            out.normals = full(ans["primitive_normals"].numpy())
         if hits:
-            out.prim_ids = np.where(hit, ans["primitive_ids"].numpy(), 0).astype(np.int64)
-            out.prim_uvs = ans["primitive_uvs"].numpy()
+            out.prim_ids = full(np.where(hit, ans["primitive_ids"].numpy(), 0).astype(np.int64))
+            out.prim_uvs = full(ans["primitive_uvs"].numpy())
         return out
 
 

@@ -1,0 +1,334 @@
+"""Views: the frame view (image + overlay, zoom/pan, picking, drags, keys) and the timeline.
+
+Views draw and report what the user did (signals carrying the view, so several views
+on different frames can share one editor); they never change the document themselves.
+
+Scene coordinates of `FrameView` are image pixels: pixel (u, v) covers [u, u+1) x
+[v, v+1), so the pixel under a point is (floor(x), floor(y)).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPen, QPixmap, QPolygonF
+from PySide6.QtWidgets import (
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QGraphicsSimpleTextItem,
+    QGraphicsView,
+    QSizePolicy,
+    QWidget,
+)
+
+# Key -> (camera axis index, sign) for nudges and rotations (see docs/gui.md).
+TRANSLATE_KEYS = {
+    Qt.Key_Left: (0, -1), Qt.Key_Right: (0, +1),
+    Qt.Key_Up: (1, -1), Qt.Key_Down: (1, +1),
+    Qt.Key_PageDown: (2, -1), Qt.Key_PageUp: (2, +1),
+}
+ROTATE_KEYS = {
+    Qt.Key_I: (0, -1), Qt.Key_K: (0, +1),
+    Qt.Key_J: (1, -1), Qt.Key_L: (1, +1),
+    Qt.Key_U: (2, -1), Qt.Key_O: (2, +1),
+}
+ZOOM_PER_NOTCH = 1.15
+
+
+def qimage_rgb(rgb: np.ndarray) -> QImage:
+    """A QImage owning a copy of an (H, W, 3) uint8 RGB array."""
+    a = np.ascontiguousarray(rgb)
+    h, w = a.shape[:2]
+    return QImage(a.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+
+
+def qimage_rgba(rgba: np.ndarray) -> QImage:
+    """A QImage owning a copy of an (H, W, 4) uint8 straight-alpha RGBA array."""
+    a = np.ascontiguousarray(rgba)
+    h, w = a.shape[:2]
+    return QImage(a.data, w, h, 4 * w, QImage.Format_RGBA8888).copy()
+
+
+class FrameView(QGraphicsView):
+    """One frame with its overlay. Emits what the mouse and keys ask for.
+
+    Mouse: left-click picks an object; left-drag on the selected object moves it in the
+    image plane; Ctrl+left-drag turns it; the wheel zooms, Shift+wheel (or the wheel
+    during a drag) moves the selected object in depth; middle/right-drag pans. In place
+    mode a left click places the selected object (`placeRequested`).
+    """
+
+    picked = Signal(object, int)  # (view, object id or 0)
+    dragStarted = Signal(object, str)  # (view, "translate" | "rotate")
+    dragMoved = Signal(object, float, float)  # (view, du, dv) pixels since the start
+    dragFinished = Signal(object)
+    depthWheel = Signal(object, float)  # (view, notches; > 0 = away from the camera)
+    placeRequested = Signal(object, int, int)  # (view, u, v)
+    nudge = Signal(object, int, int, bool)  # (view, axis, sign, coarse)
+    rotate = Signal(object, int, int, bool)  # (view, axis, sign, coarse)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.frame = 0
+        self.selected: int | None = None
+        self.place_mode = False
+        self._scene = QGraphicsScene(self)
+        self.setScene(self._scene)
+        self._bg = QGraphicsPixmapItem()
+        self._ov = QGraphicsPixmapItem()
+        self._ov.setZValue(1)
+        self._bg.setTransformationMode(Qt.FastTransformation)
+        self._ov.setTransformationMode(Qt.FastTransformation)
+        self._scene.addItem(self._bg)
+        self._scene.addItem(self._ov)
+        self._note = QGraphicsSimpleTextItem()
+        self._note.setZValue(2)
+        self._note.setBrush(QBrush(QColor(255, 230, 120)))
+        f = QFont()
+        f.setPointSize(14)
+        f.setBold(True)
+        self._note.setFont(f)
+        self._note.setFlag(self._note.GraphicsItemFlag.ItemIgnoresTransformations)
+        self._scene.addItem(self._note)
+        self._inst: np.ndarray | None = None
+        self._bg_src: np.ndarray | None = None
+        self._image_size: tuple[int, int] | None = None
+        self._auto_fit = True
+        self._drag: tuple[str, QPointF] | None = None
+        self._pan: QPointF | None = None
+        self.setBackgroundBrush(QBrush(QColor(40, 40, 40)))
+        self.setRenderHint(QPainter.SmoothPixmapTransform, False)
+        self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.AnchorViewCenter)
+        self.setFocusPolicy(Qt.StrongFocus)
+        self.setMouseTracking(False)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.setMinimumSize(320, 240)
+        self.shown_gen = 0
+
+    # -- content --------------------------------------------------------------------------
+    def set_images(self, background_rgb: np.ndarray, overlay_rgba: np.ndarray | None,
+                   inst: np.ndarray | None) -> None:
+        h, w = background_rgb.shape[:2]
+        if background_rgb is not self._bg_src:  # unchanged during a drag: no re-upload
+            self._bg.setPixmap(QPixmap.fromImage(qimage_rgb(background_rgb)))
+            self._bg_src = background_rgb
+        if overlay_rgba is not None:
+            self._ov.setPixmap(QPixmap.fromImage(qimage_rgba(overlay_rgba)))
+            self._ov.setVisible(True)
+        else:
+            self._ov.setVisible(False)
+        self._inst = inst
+        if self._image_size != (w, h):
+            self._image_size = (w, h)
+            self._scene.setSceneRect(QRectF(0, 0, w, h))
+            self._auto_fit = True
+        if self._auto_fit:
+            self.fit()
+
+    def set_note(self, text: str) -> None:
+        """A line of text drawn over the top-left of the image ('' to hide)."""
+        self._note.setText(text)
+        self._note.setPos(4, 4)
+        self._note.setVisible(bool(text))
+
+    def clear(self) -> None:
+        self._bg_src = None
+        self._bg.setPixmap(QPixmap())
+        self._ov.setPixmap(QPixmap())
+        self._inst = None
+        self.set_note("")
+
+    def object_at(self, u: int, v: int) -> int:
+        if self._inst is None:
+            return 0
+        h, w = self._inst.shape
+        return int(self._inst[v, u]) if 0 <= u < w and 0 <= v < h else 0
+
+    def pixel_at(self, pos) -> tuple[int, int]:
+        p = self.mapToScene(pos.toPoint() if hasattr(pos, "toPoint") else pos)
+        return int(math.floor(p.x())), int(math.floor(p.y()))
+
+    def view_pos_of_pixel(self, u: float, v: float):
+        """The widget position (QPoint) of the centre of pixel (u, v) (for tests/scripts)."""
+        return self.mapFromScene(QPointF(u + 0.5, v + 0.5))
+
+    # -- zoom and pan ---------------------------------------------------------------------
+    def fit(self) -> None:
+        if self._image_size is not None:
+            self.fitInView(self._scene.sceneRect(), Qt.KeepAspectRatio)
+        self._auto_fit = True
+
+    def zoom(self, factor: float) -> None:
+        self._auto_fit = False
+        self.scale(factor, factor)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if self._auto_fit:
+            self.fit()
+
+    def wheelEvent(self, event) -> None:  # noqa: N802
+        delta = event.angleDelta().y() or event.angleDelta().x()
+        notches = delta / 120.0
+        if self._drag is not None or event.modifiers() & Qt.ShiftModifier:
+            if self.selected is not None:
+                self.depthWheel.emit(self, notches)
+            event.accept()
+            return
+        self.zoom(ZOOM_PER_NOTCH ** notches)
+        event.accept()
+
+    # -- mouse ----------------------------------------------------------------------------
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        self.setFocus()
+        if event.button() in (Qt.MiddleButton, Qt.RightButton):
+            self._pan = event.position()
+            self.setCursor(Qt.ClosedHandCursor)
+            event.accept()
+            return
+        if event.button() != Qt.LeftButton:
+            return super().mousePressEvent(event)
+        u, v = self.pixel_at(event.position())
+        if self.place_mode:
+            self.placeRequested.emit(self, u, v)
+            event.accept()
+            return
+        hit = self.object_at(u, v)
+        if hit != self.selected:
+            self.picked.emit(self, hit)
+        if hit and hit == self.selected:
+            kind = "rotate" if event.modifiers() & Qt.ControlModifier else "translate"
+            self._drag = (kind, self.mapToScene(event.position().toPoint()))
+            self.dragStarted.emit(self, kind)
+        event.accept()
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        if self._pan is not None:
+            d = event.position() - self._pan
+            self._pan = event.position()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(d.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(d.y()))
+            self._auto_fit = False
+            event.accept()
+            return
+        if self._drag is not None:
+            p = self.mapToScene(event.position().toPoint())
+            d = p - self._drag[1]
+            self.dragMoved.emit(self, d.x(), d.y())
+            event.accept()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        if self._pan is not None and event.button() in (Qt.MiddleButton, Qt.RightButton):
+            self._pan = None
+            self.unsetCursor()
+            event.accept()
+            return
+        if self._drag is not None and event.button() == Qt.LeftButton:
+            p = self.mapToScene(event.position().toPoint())
+            d = p - self._drag[1]
+            self.dragMoved.emit(self, d.x(), d.y())
+            self._drag = None
+            self.dragFinished.emit(self)
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+    @property
+    def dragging(self) -> bool:
+        return self._drag is not None
+
+    # -- keys -----------------------------------------------------------------------------
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        key = event.key()
+        mods = event.modifiers()
+        if mods & (Qt.ControlModifier | Qt.AltModifier | Qt.MetaModifier):
+            return super().keyPressEvent(event)
+        coarse = bool(mods & Qt.ShiftModifier)
+        if key in TRANSLATE_KEYS:
+            axis, sign = TRANSLATE_KEYS[key]
+            self.nudge.emit(self, axis, sign, coarse)
+            event.accept()
+            return
+        if key in ROTATE_KEYS:
+            axis, sign = ROTATE_KEYS[key]
+            self.rotate.emit(self, axis, sign, coarse)
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+
+class Timeline(QWidget):
+    """Frames 0..n-1 as a bar: untracked frames shaded red, keyframes as markers (the
+    selected object's in yellow, others' in grey), the current frame as a line.
+    Click or drag to go to a frame (`frameRequested`)."""
+
+    frameRequested = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.n_frames = 0
+        self.current = 0
+        self.keyframes: list[int] = []
+        self.selected_keyframes: list[int] = []
+        self.untracked: list[tuple[int, int]] = []
+        self.setMinimumHeight(34)
+        self.setMaximumHeight(40)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.setToolTip("Timeline: click or drag to change frame; "
+                        "markers are keyframes, red = no camera pose")
+
+    def set_state(self, n_frames: int, current: int, keyframes: list[int],
+                  selected_keyframes: list[int], untracked: list[tuple[int, int]]) -> None:
+        self.n_frames = n_frames
+        self.current = current
+        self.keyframes = list(keyframes)
+        self.selected_keyframes = list(selected_keyframes)
+        self.untracked = list(untracked)
+        self.update()
+
+    def _x(self, t: float) -> float:
+        m = 8
+        w = max(self.width() - 2 * m, 1)
+        return m + (t + 0.5) / max(self.n_frames, 1) * w
+
+    def _frame_at(self, x: float) -> int:
+        m = 8
+        w = max(self.width() - 2 * m, 1)
+        t = int((x - m) / w * self.n_frames)
+        return min(max(t, 0), max(self.n_frames - 1, 0))
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(50, 50, 50))
+        if self.n_frames <= 0:
+            return
+        h = self.height()
+        bar = QRectF(self._x(-0.5), h * 0.45, self._x(self.n_frames - 0.5) - self._x(-0.5), h * 0.3)
+        p.fillRect(bar, QColor(110, 110, 110))
+        for a, b in self.untracked:
+            p.fillRect(QRectF(self._x(a - 0.5), bar.top(), self._x(b + 0.5) - self._x(a - 0.5),
+                              bar.height()), QColor(170, 50, 50))
+        sel = set(self.selected_keyframes)
+        for k in self.keyframes:
+            x = self._x(k)
+            col = QColor(255, 210, 0) if k in sel else QColor(200, 200, 200)
+            p.setBrush(col)
+            p.setPen(Qt.NoPen)
+            p.drawPolygon(QPolygonF([QPointF(x - 5, 2), QPointF(x + 5, 2), QPointF(x, h * 0.42)]))
+        x = self._x(self.current)
+        p.setPen(QPen(QColor(80, 200, 255), 2))
+        p.drawLine(QPointF(x, 0), QPointF(x, h))
+        p.end()
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        if self.n_frames:
+            self.frameRequested.emit(self._frame_at(event.position().x()))
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        if self.n_frames and event.buttons() & Qt.LeftButton:
+            self.frameRequested.emit(self._frame_at(event.position().x()))

@@ -1,0 +1,49 @@
+"""Dataset export from labelled scenes (`labeller export`): PROPS classification crops,
+PROPS-Pose and BOP (formats in DESIGN.md and docs/export.md).
+
+    from labeller.export import ExportConfig, run
+    summary = run(ExportConfig(format="props", out=Path("out"), scenes=[a, b, c],
+                               train_per_class=200, test_per_class=50))
+    print(summary.format())
+
+Every export reads SCENE/labels/labels.h5 (written by `labeller propagate`), writes into
+a temporary folder beside `out` renamed into place at the end (an interrupted export
+leaves nothing behind and never touches an existing dataset unless `overwrite`), and
+writes `out/manifest.json` (sources, options, counts, sha256 of every file).
+"""
+
+from __future__ import annotations
+
+from labeller.export.common import (
+    FORMATS,
+    ExportCancelled,
+    ExportConfig,
+    ExportSummary,
+    ExportWarning,
+    ProgressCallback,
+)
+
+
+def run(cfg: ExportConfig, progress: ProgressCallback | None = None) -> ExportSummary:
+    """Export `cfg.scenes` as `cfg.format` into `cfg.out`.
+
+    progress(done, total, message) is called as work completes (done/total count crops for
+    props, frames for the others); returning False cancels (ExportCancelled, nothing
+    written). Raises BadInput (exit code 2 on the command line) for anything the user can
+    fix: a missing or unfinished labels.h5, an existing output, too few candidates, ...
+    """
+    cfg.check()
+    if cfg.format == "props":
+        from labeller.export.props import export_props
+
+        return export_props(cfg, progress)
+    if cfg.format == "props-pose":
+        from labeller.export.props_pose import export_props_pose
+
+        return export_props_pose(cfg, progress)
+    from labeller.export.bop import export_bop
+
+    return export_bop(cfg, progress)
+
+
+__all__ = ["FORMATS", "ExportCancelled", "ExportConfig", "ExportSummary", "ExportWarning", "run"]

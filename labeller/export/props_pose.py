@@ -1,0 +1,325 @@
+"""PROPS-Pose (`labeller export --format props-pose`), the layout the DeepRob course's
+`PROPSPoseDataset` loader reads (DESIGN.md):
+
+    OUT/PROPS-Pose-Dataset/{train,val}/rgb/{image:06d}.png
+                                      depth/{image:06d}.png        uint16 millimetres
+                                      mask_visib/{image:06d}_{instance:06d}.png   0/255
+                                      {split}_gt.json       {"<image>": [{"cam_R_m2c",
+                                                             "cam_t_m2c" (m), "obj_id"}]}
+                                      {split}_gt_info.json  {"<image>": [{"bbox_visib"
+                                                             ([] when not visible), ...}]}
+                                      {split}_camera.json   only for another camera (below)
+    OUT/PROPS-Pose-Dataset/model/<ycbv_id>_<name>/textured_simple.obj
+    OUT/manifest.json            sources, options, counts, which image came from which frame
+
+Scenes are split whole: the held-out ones (--test-scenes, or chosen by --seed) are `val`.
+Image ids number each split's frames from 0 in command-line order, then frame order
+(the manifest maps them back). An instance is every object of a PROPS class in view
+(px_count_all > 0), at most 10 per image as the loader asserts. obj_id is the YCB-Video
+id (1, 2, 3, 4, 5, 6, 8, 9, 14, 18).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from labeller.classes import BY_NAME, PROPS_CLASSES
+from labeller.errors import BadInput
+from labeller.export.common import (
+    ExportConfig,
+    ExportSummary,
+    Progress,
+    SceneSource,
+    bop_json,
+    check_out_dir,
+    choose_test_scenes,
+    collect_models,
+    copy_attribution,
+    copy_hashed,
+    emit_warning,
+    finish_permissions,
+    load_mesh_arrays,
+    open_sources,
+    run_tasks,
+    to_jsonable,
+    worker_labels,
+    write_manifest,
+    write_png_hashed,
+)
+from labeller.fileio import atomic_dir, atomic_write_text
+from labeller.poses import inv_pose
+
+DATASET_DIR = "PROPS-Pose-Dataset"
+SPLITS = ("train", "val")
+MAX_INSTANCES = 10  # the loader: assert(len(objs_dict) <= self.max_instance_num)
+
+# The published PROPS-Pose files (written by ProgressLabeller) store the INVERSE of the
+# model-to-camera pose under the names cam_R_m2c / cam_t_m2c, i.e. inv(T_cam_obj) =
+# T_obj_cam, in metres; the course loader inverts what it reads (`RT = np.linalg.inv(RT)`)
+# to get T_cam_obj back. We write what that loader expects.
+PROPS_POSE_STORES_INVERSE = True
+
+# The loader hard-codes the intrinsics and size of the camera the set was recorded with.
+PROPS_POSE_K = (902.19, 902.39, 342.35, 252.23)  # fx, fy, cx, cy
+PROPS_POSE_SIZE = (640, 480)  # width, height (its label array is 480 x 640)
+K_TOLERANCE_PX = 0.01
+FRAMES_PER_TASK = 16
+# Depth PNGs of the published set are millimetres; other units are converted.
+DEPTH_UNITS_PER_M = 1000.0
+
+
+def stored_pose(T_cam_obj: np.ndarray) -> np.ndarray:  # noqa: N803
+    """The 4x4 written under cam_R_m2c / cam_t_m2c (see PROPS_POSE_STORES_INVERSE)."""
+    return inv_pose(T_cam_obj) if PROPS_POSE_STORES_INVERSE else np.asarray(T_cam_obj)
+
+
+def same_camera_as_loader(cam) -> bool:
+    fx, fy, cx, cy = PROPS_POSE_K
+    return ((cam.width, cam.height) == PROPS_POSE_SIZE
+            and all(abs(a - b) <= K_TOLERANCE_PX
+                    for a, b in zip((cam.fx, cam.fy, cam.cx, cam.cy), (fx, fy, cx, cy), strict=True)))
+
+
+def frame_instances(src: SceneSource, row: int) -> list[int] | None:
+    """Object indices written as instances of one frame, or None when more than 10 are
+    visible (the frame is left out)."""
+    props = [k for k, c in enumerate(src.object_classes) if c in BY_NAME]
+    inst = [k for k in props if src.px_count_all[row, k] > 0]
+    if len(inst) > MAX_INSTANCES:
+        inst = [k for k in inst if src.px_count_visib[row, k] > 0]
+    return inst if len(inst) <= MAX_INSTANCES else None
+
+
+def write_frames_task(task) -> tuple[int, int, dict[str, str]]:
+    """Worker: rgb (PNG), depth (mm PNG) and visible masks of a run of frames.
+
+    task = (scene index, out root, split folder relative to it, labels.h5 path, depth
+            units per metre of the scene, [(image id, frame id, rgb, depth,
+            [(instance, object id)])]); returns (scene index, frames, {path: sha256}).
+    """
+    si, root, rel, labels_path, depth_scale, frames = task
+    base = Path(root) / rel
+    lab = worker_labels(labels_path)
+    hashes: dict[str, str] = {}
+    for im, t, rgb, depth, inst in frames:
+        name = f"{im:06d}.png"
+        if Path(rgb).suffix.lower() == ".png":
+            hashes[f"{rel}/rgb/{name}"] = copy_hashed(rgb, base / "rgb" / name)
+        else:  # the loader lists rgb/*.png
+            img = cv2.imread(rgb, cv2.IMREAD_COLOR)
+            hashes[f"{rel}/rgb/{name}"] = write_png_hashed(base / "rgb" / name, img[:, :, ::-1])
+        if depth_scale == DEPTH_UNITS_PER_M:
+            hashes[f"{rel}/depth/{name}"] = copy_hashed(depth, base / "depth" / name)
+        else:
+            raw = cv2.imread(depth, cv2.IMREAD_UNCHANGED).astype(np.float64)
+            mm = np.clip(np.round(raw * (DEPTH_UNITS_PER_M / depth_scale)), 0, 65535)
+            hashes[f"{rel}/depth/{name}"] = write_png_hashed(base / "depth" / name,
+                                                             mm.astype(np.uint16))
+        mv = lab.mask_visib(t)
+        for k, oid in inst:
+            mname = f"{im:06d}_{k:06d}.png"
+            hashes[f"{rel}/mask_visib/{mname}"] = write_png_hashed(
+                base / "mask_visib" / mname, (mv == oid).astype(np.uint8) * 255)
+    return si, len(frames), hashes
+
+
+def write_obj(dest: Path, path: Path) -> None:
+    """A non-OBJ model as OBJ: vertices (with colours when present), normals, faces."""
+    import io
+
+    mesh = load_mesh_arrays(path)
+    buf = io.StringIO()
+    buf.write(f"# labeller export: {path.name} as OBJ, metres\n")
+    if mesh.colors is not None:
+        np.savetxt(buf, np.hstack([mesh.vertices, mesh.colors / 255.0]),
+                   fmt="v %.6f %.6f %.6f %.4f %.4f %.4f")
+    else:
+        np.savetxt(buf, mesh.vertices, fmt="v %.6f %.6f %.6f")
+    np.savetxt(buf, mesh.normals, fmt="vn %.6f %.6f %.6f")
+    f = mesh.triangles + 1
+    np.savetxt(buf, np.repeat(f, 2, axis=1), fmt="f %d//%d %d//%d %d//%d")
+    dest.write_text(buf.getvalue())
+
+
+def copy_model(src: Path, dest_dir: Path) -> list[str]:
+    """model/<ycbv_id>_<name>/textured_simple.obj from an OBJ (with its .mtl and texture
+    images) or any other mesh (converted)."""
+    dest_dir.mkdir(parents=True)
+    if src.suffix.lower() == ".obj":
+        shutil.copyfile(src, dest_dir / "textured_simple.obj")
+        names = ["textured_simple.obj"]
+        for p in sorted(src.parent.iterdir()):
+            if p.suffix.lower() in (".mtl", ".png", ".jpg", ".jpeg") and p.is_file():
+                shutil.copyfile(p, dest_dir / p.name)
+                names.append(p.name)
+        return names
+    write_obj(dest_dir / "textured_simple.obj", src)
+    return ["textured_simple.obj"]
+
+
+def export_props_pose(cfg: ExportConfig, progress=None) -> ExportSummary:
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    sources = open_sources(cfg.scenes)
+    check_out_dir(out, sources, cfg.overwrite)
+    warns: list[str] = []
+    held = choose_test_scenes(sources, cfg.test_scenes, cfg.seed)
+    if all(held):
+        raise BadInput("--test-scenes", "holds out every scene; leave at least one for train")
+    others = sorted({c for s in sources for c in s.object_classes if c not in BY_NAME})
+    if others:
+        emit_warning(warns, f"classes outside PROPS are not written (the loader knows only the "
+                            f"ten YCB-Video ids): {', '.join(others)}")
+    models = collect_models(sources, cfg.models_dir, warns)
+    models = {c: m for c, m in models.items() if c in BY_NAME}
+    if cfg.models_dir is not None:  # the loader opens all ten models: fill from the library
+        from labeller.errors import ModelError
+        from labeller.models import find_class_model
+
+        for c in PROPS_CLASSES:
+            if c.name not in models:
+                try:
+                    p, _ = find_class_model(c.name, None, cfg.models_dir)
+                except ModelError:
+                    continue
+                from labeller.export.common import ClassModel
+                from labeller.fileio import sha256_file
+
+                models[c.name] = ClassModel(c.name, p, sha256_file(p), [])
+    missing = [c.name for c in PROPS_CLASSES if c.name not in models]
+    if missing:
+        emit_warning(warns, "the course loader opens all ten models; no model for "
+                            f"{', '.join(missing)} (pass --models DIR with the YCB meshes)")
+    foreign = [s for s in sources if not same_camera_as_loader(s.scene.camera)]
+    if foreign:
+        emit_warning(warns, f"scene(s) {', '.join(s.name for s in foreign)} were not recorded "
+                            "with the camera the course loader hard-codes (640x480, fx 902.19 "
+                            "fy 902.39 cx 342.35 cy 252.23); their true intrinsics "
+                            "are in train_camera.json / val_camera.json")
+
+    # image ids, instances, JSON
+    plan: dict[str, list] = {s: [] for s in SPLITS}   # (scene index, row, frame id, inst)
+    skipped = {"flagged": 0, "too_many_instances": 0}
+    for i, src in enumerate(sources):
+        split = "val" if held[i] else "train"
+        flagged_any = src.flagged.any(axis=1) if src.n_objects else np.zeros(len(src.frame_ids), bool)
+        for r in range(len(src.frame_ids)):
+            if flagged_any[r] and not cfg.keep_flagged:
+                skipped["flagged"] += 1
+                continue
+            inst = frame_instances(src, r)
+            if inst is None:
+                skipped["too_many_instances"] += 1
+                continue
+            plan[split].append((i, r, int(src.frame_ids[r]), inst))
+    if skipped["too_many_instances"]:
+        emit_warning(warns, f"{skipped['too_many_instances']} frame(s) with more than "
+                            f"{MAX_INSTANCES} visible objects left out (the loader asserts at "
+                            f"most {MAX_INSTANCES})")
+    n_frames = sum(len(v) for v in plan.values())
+    if n_frames == 0:
+        raise BadInput("SCENE", "no frame to export (every labelled frame has a flagged "
+                                "label; review them or pass --keep-flagged)")
+    counts: dict = {s: {"images": len(plan[s]), "instances": 0} for s in SPLITS}
+    counts["skipped_frames"] = skipped
+    image_sources: dict[str, dict[str, list]] = {s: {} for s in SPLITS}
+    with atomic_dir(out, overwrite=cfg.overwrite) as tmp:
+        root = tmp / DATASET_DIR
+        tasks = []
+        for split in SPLITS:
+            rel = f"{DATASET_DIR}/{split}"
+            for sub in ("rgb", "depth", "mask_visib"):
+                (tmp / rel / sub).mkdir(parents=True)
+            gt, info, camera = {}, {}, {}
+            frames_by_scene: dict[int, list] = {}
+            for im, (i, r, t, inst) in enumerate(plan[split]):
+                src = sources[i]
+                key = str(im)
+                gt[key], info[key] = [], []
+                for k in inst:
+                    T = stored_pose(src.T_cam_obj[r, k])  # noqa: N806
+                    gt[key].append({"cam_R_m2c": [float(v) for v in T[:3, :3].reshape(-1)],
+                                    "cam_t_m2c": [float(v) for v in T[:3, 3]],
+                                    "obj_id": BY_NAME[src.object_classes[k]].ycbv_id})
+                    visible = src.px_count_visib[r, k] > 0
+                    info[key].append({
+                        "bbox_obj": [int(v) for v in src.bbox_obj[r, k]],
+                        "bbox_visib": [int(v) for v in src.bbox_visib[r, k]] if visible else [],
+                        "px_count_all": int(src.px_count_all[r, k]),
+                        "px_count_valid": int(src.px_count_valid[r, k]),
+                        "px_count_visib": int(src.px_count_visib[r, k]),
+                        "visib_fract": float(src.visib_fract[r, k])})
+                counts[split]["instances"] += len(inst)
+                cam = src.scene.camera
+                camera[key] = {"cam_K": [float(v) for v in cam.K.reshape(-1)],
+                               "width": cam.width, "height": cam.height,
+                               "depth_scale": 1.0}  # mm per depth unit, as BOP
+                image_sources[split][key] = [src.name, t]
+                frames_by_scene.setdefault(i, []).append(
+                    (im, t, str(src.rgb_path(t)), str(src.depth_path(t)),
+                     [(j, int(src.object_ids[k])) for j, k in enumerate(inst)]))
+            for i, frames in frames_by_scene.items():
+                for a in range(0, len(frames), FRAMES_PER_TASK):
+                    tasks.append((i, str(tmp), rel, str(sources[i].labels_path),
+                                  float(sources[i].scene.camera.depth_scale),
+                                  frames[a:a + FRAMES_PER_TASK]))
+            atomic_write_text(tmp / rel / f"{split}_gt.json", bop_json(gt))
+            atomic_write_text(tmp / rel / f"{split}_gt_info.json",
+                              bop_json(info))
+            if any(not same_camera_as_loader(sources[i].scene.camera)
+                   for i, _, _, _ in plan[split]):
+                atomic_write_text(tmp / rel / f"{split}_camera.json",
+                                  bop_json(camera))
+        # models
+        mroot = root / "model"
+        mroot.mkdir(parents=True)
+        model_files = {}
+        for c in PROPS_CLASSES:
+            if c.name in models:
+                folder = f"{c.ycbv_id}_{c.name}"
+                model_files[folder] = {"source": str(models[c.name].path),
+                                       "files": copy_model(models[c.name].path, mroot / folder)}
+        attribution = copy_attribution(mroot, [m.path for m in models.values()])
+        totals = {}
+        for t in tasks:
+            name, n = totals.get(t[0], (sources[t[0]].name, 0))
+            totals[t[0]] = (name, n + len(t[5]))
+        bar = Progress(n_frames, "frames", totals, cfg.progress_bars, progress)
+        hashes: dict[str, str] = {}
+        try:
+            for si, n, h in run_tasks(write_frames_task, tasks, cfg.n_workers):
+                hashes.update(h)
+                bar.update(si, n)
+        finally:
+            bar.close()
+        body = {
+            "export_format": "props-pose", "options": cfg.options(),
+            "pose_convention": ("cam_R_m2c/cam_t_m2c hold inv(T_cam_obj) in metres, as the "
+                                "published PROPS-Pose files; the course loader inverts them"),
+            "camera_of_loader": {"fx": PROPS_POSE_K[0], "fy": PROPS_POSE_K[1],
+                                 "cx": PROPS_POSE_K[2], "cy": PROPS_POSE_K[3],
+                                 "width": PROPS_POSE_SIZE[0], "height": PROPS_POSE_SIZE[1]},
+            "sources": [{**s.describe(), "split": "val" if h else "train"}
+                        for s, h in zip(sources, held, strict=True)],
+            "counts": counts, "models": model_files, "attribution": attribution,
+            "image_sources": image_sources, "warnings": warns,
+        }
+        finish_permissions(tmp)
+        write_manifest(tmp, to_jsonable(body), hashes)
+    train = [s.name for s, h in zip(sources, held, strict=True) if not h]
+    val = [s.name for s, h in zip(sources, held, strict=True) if h]
+    lines = [f"train: {counts['train']['images']} images, {counts['train']['instances']} "
+             f"instances from {', '.join(train) or '-'}",
+             f"val:   {counts['val']['images']} images, {counts['val']['instances']} "
+             f"instances from {', '.join(val) or '-'}",
+             f"models: {len(model_files)} in {out / DATASET_DIR / 'model'}"]
+    if skipped["flagged"]:
+        lines.append(f"left out {skipped['flagged']} frame(s) with flagged labels "
+                     "(--keep-flagged keeps them)")
+    return ExportSummary("props-pose", out, lines, counts, warns, None, out / "manifest.json",
+                         time.perf_counter() - t0)

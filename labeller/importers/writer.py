@@ -1,0 +1,208 @@
+"""Shared helpers for importers: write a scene atomically in the native layout.
+
+An importer builds the whole scene inside a temporary directory beside the destination
+and renames it into place only when every frame has been written and the result passes
+the scene checks, so an interrupted or failed import never leaves a half-written scene
+and never touches an existing one (unless asked to replace it).
+
+    with scene_writer(dest, overwrite=False, link=False) as w:
+        w.write_camera(camera)
+        for t, (rgb, depth) in enumerate(frames):
+            w.add_rgb(t, rgb)          # copied (or hard-linked), byte-identical
+            w.add_depth_file(t, depth) # or w.write_depth(t, depth_uint16)
+        w.write_gt_trajectory(traj)    # re-anchored to its first posed frame
+        w.write_timestamps({t: seconds})
+    result = w.result(...)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from labeller.camera import CameraIntrinsics
+from labeller.errors import BadInput, LabellerError
+from labeller.fileio import atomic_dir, read_image, write_image
+from labeller.poses import pose_problem
+from labeller.scene import ScenePaths, scene_problems
+from labeller.trajectory import Trajectory
+
+# A source rotation may be off orthonormal by this much and still be re-orthonormalised
+# (KinectFusion's 7-Scenes poses are off by ~1.2e-4, more than poses.ORTHO_TOL); anything
+# further is a broken file, not rounding.
+REORTHO_TOL = 1e-2
+
+
+class ImportCancelled(LabellerError):
+    """The progress callback asked to stop; nothing was written."""
+
+
+@dataclass
+class ImportResult:
+    """What an importer wrote."""
+
+    scene: Path
+    n_frames: int
+    has_gt_trajectory: bool = False
+    has_timestamps: bool = False
+    n_linked: int = 0
+    n_copied: int = 0
+    n_rewritten: int = 0
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # informational lines for the summary
+
+
+def rigid_or_none(T: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """Re-orthonormalise a nearly rigid 4x4 pose (SVD); (None, why) if it is not close.
+
+    Returns (pose, None) for a usable pose, (None, problem) otherwise.
+    """
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape != (4, 4):
+        return None, f"pose must be 4x4, got shape {T.shape}"
+    if not np.all(np.isfinite(T)):
+        return None, "pose has NaN or infinite entries"
+    R = T[:3, :3]
+    err = float(np.abs(R.T @ R - np.eye(3)).max())
+    if err > REORTHO_TOL or np.linalg.det(R) <= 0:
+        return None, (f"rotation is not a rotation (max |RᵀR - I| = {err:.3g}, "
+                      f"det {np.linalg.det(R):.3f})")
+    U, _, Vt = np.linalg.svd(R)
+    out = np.array(T, dtype=np.float64)
+    out[:3, :3] = U @ Vt
+    out[3] = (0.0, 0.0, 0.0, 1.0)
+    problem = pose_problem(out)
+    return (None, problem) if problem else (out, None)
+
+
+class SceneWriter:
+    """Writes frames and metadata into a (temporary) scene directory."""
+
+    def __init__(self, root: Path, link: bool = False):
+        self.root = Path(root)
+        self.paths = ScenePaths(self.root)
+        self.link = link
+        self.n_linked = 0
+        self.n_copied = 0
+        self.n_rewritten = 0
+        self.warnings: list[str] = []
+        self._link_failed = False
+        self.paths.rgb_dir.mkdir(parents=True, exist_ok=True)
+        self.paths.depth_dir.mkdir(parents=True, exist_ok=True)
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def _place(self, src: Path, dest: Path) -> None:
+        """Hard-link (when asked and possible) or copy `src` to `dest`."""
+        if self.link and not self._link_failed:
+            try:
+                os.link(src, dest)
+                self.n_linked += 1
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                # Another file system (or no hard links there): copy instead, say so once.
+                self._link_failed = True
+                self.warn(f"{src}: cannot hard-link into {self.root.parent} "
+                          f"({os.strerror(exc.errno)}); copying the frames instead")
+        shutil.copyfile(src, dest)
+        self.n_copied += 1
+
+    def add_rgb(self, t: int, src: Path) -> Path:
+        """Copy/link a colour frame byte-identical; keeps .png / .jpg."""
+        ext = src.suffix.lower()
+        ext = ".jpg" if ext == ".jpeg" else ext
+        if ext not in (".png", ".jpg"):
+            raise BadInput(src, f"colour frames must be .png or .jpg, got '{src.suffix}'")
+        dest = self.paths.rgb_path(t, ext)
+        self._place(src, dest)
+        return dest
+
+    def add_depth_file(self, t: int, src: Path) -> Path:
+        """Copy/link a uint16 depth PNG as is."""
+        dest = self.paths.depth_path(t)
+        self._place(src, dest)
+        return dest
+
+    def write_depth(self, t: int, depth: np.ndarray) -> Path:
+        """Write a (H, W) uint16 depth image (used when the source needs changing)."""
+        if depth.dtype != np.uint16 or depth.ndim != 2:
+            raise ValueError(f"depth must be (H, W) uint16, got {depth.dtype} {depth.shape}")
+        dest = self.paths.depth_path(t)
+        write_image(dest, depth, atomic=False)  # the whole directory is renamed at the end
+        self.n_rewritten += 1
+        return dest
+
+    def write_camera(self, camera: CameraIntrinsics) -> None:
+        if (p := camera.problem()) is not None:
+            raise BadInput(self.paths.camera, p)
+        camera.write(self.paths.camera)
+
+    def write_gt_trajectory(self, traj: Trajectory) -> bool:
+        """Write gt/trajectory.txt re-anchored to its first posed frame; False if empty."""
+        if len(traj) == 0:
+            return False
+        self.paths.gt.mkdir(parents=True, exist_ok=True)
+        traj.reanchored().write(self.paths.gt_trajectory)
+        return True
+
+    def write_timestamps(self, stamps: dict[int, float]) -> bool:
+        """Write timestamps.txt ("frame_id seconds"); False if empty."""
+        if not stamps:
+            return False
+        lines = ["# frame_id seconds"] + [f"{t} {stamps[t]:.6f}" for t in sorted(stamps)]
+        (self.paths.timestamps).write_text("\n".join(lines) + "\n")
+        return True
+
+
+def check_frame_pair(rgb_path: Path, depth: np.ndarray | Path, where_depth: Path | None = None
+                     ) -> tuple[int, int]:
+    """Decode a colour frame (and a depth frame given as a path or an array) and check them.
+
+    Returns (width, height). Raises BadInput naming the file for an unreadable image, a
+    colour frame that is not 8-bit, depth that is not single-channel uint16, or
+    different sizes.
+    """
+    rgb = read_image(rgb_path)
+    if rgb.dtype != np.uint8:
+        raise BadInput(rgb_path, f"colour frame must be 8-bit, got {rgb.dtype}")
+    if isinstance(depth, Path):
+        where_depth = depth
+        depth = read_image(depth)
+    where_depth = where_depth or Path("depth")
+    if depth.dtype != np.uint16 or depth.ndim != 2:
+        raise BadInput(where_depth, f"depth must be a single-channel 16-bit PNG, got {depth.dtype} "
+                                    f"with {1 if depth.ndim == 2 else depth.shape[2]} channel(s)")
+    if depth.shape != rgb.shape[:2]:
+        raise BadInput(where_depth, f"depth size {depth.shape[1]}x{depth.shape[0]} differs from "
+                                    f"{rgb_path.name}'s {rgb.shape[1]}x{rgb.shape[0]}")
+    return rgb.shape[1], rgb.shape[0]
+
+
+@contextlib.contextmanager
+def scene_writer(dest: str | os.PathLike, overwrite: bool = False, link: bool = False
+                 ) -> Iterator[SceneWriter]:
+    """Yield a SceneWriter on a temporary directory that replaces `dest` on success.
+
+    An existing `dest` is refused before any work unless `overwrite`. On an exception the
+    temporary directory is removed and `dest` is untouched. Before the rename the result
+    is checked like `labeller info` does (layout, first frame); a problem there is a bug
+    in the importer and raised as RuntimeError.
+    """
+    dest = Path(dest)
+    src_check = dest.resolve()
+    with atomic_dir(dest, overwrite=overwrite) as tmp:
+        writer = SceneWriter(tmp, link=link)
+        yield writer
+        problems = scene_problems(tmp, deep=False)
+        if problems:
+            raise RuntimeError(f"importer wrote an invalid scene for {src_check}: {problems[0]}")

@@ -1,0 +1,61 @@
+"""Import an RGB-D recording from another layout (TUM, 7-Scenes, ...) as a scene.
+
+Writes SCENE in the native layout (rgb/, depth/, camera.json, gt/trajectory.txt when the
+source has poses, timestamps.txt when it has timestamps). The scene is written into a
+temporary folder and renamed at the end: a failed import leaves nothing behind and never
+touches an existing SCENE (unless --overwrite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from labeller.importers import FORMATS  # light: no Open3D/torch; lists the formats below
+
+EXAMPLE = """\
+examples:
+  labeller import 7scenes ../shared/data/rgbd/sevenscenes_kitchen datasets/out/kitchen
+  labeller import tum ~/data/rgbd_dataset_freiburg1_xyz datasets/out/fr1_xyz --link
+  labeller import tum SEQ SCENE --intrinsics 525 525 319.5 239.5
+
+formats:
+""" + "".join(f"  {name:<10} {spec.summary}\n" for name, spec in sorted(FORMATS.items()))
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("format", metavar="FORMAT", choices=sorted(FORMATS),
+                   help="source layout: " + ", ".join(sorted(FORMATS)))
+    p.add_argument("src", metavar="SRC", help="the source folder")
+    p.add_argument("scene", metavar="SCENE", help="the scene folder to create")
+    p.add_argument("--link", action="store_true",
+                   help="hard-link frames instead of copying them (same file system only; "
+                        "frames that need converting are still written)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing SCENE")
+    p.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
+                   help="camera intrinsics in pixels, instead of the format's own or default")
+
+
+def main(args: argparse.Namespace) -> int:
+    from labeller.importers import import_scene
+
+    options = {}
+    if args.intrinsics is not None:
+        options["intrinsics"] = tuple(args.intrinsics)
+    res = import_scene(args.format, args.src, args.scene, link=args.link,
+                       overwrite=args.overwrite, **options)
+    for w in res.warnings:
+        print(f"labeller import: warning: {w}", file=sys.stderr)
+    how = []
+    if res.n_linked:
+        how.append(f"{res.n_linked} files hard-linked")
+    if res.n_copied:
+        how.append(f"{res.n_copied} copied")
+    if res.n_rewritten:
+        how.append(f"{res.n_rewritten} depth frames converted")
+    print(f"imported {res.n_frames} frames from {args.src} into {res.scene} ({', '.join(how)})")
+    for note in res.notes:
+        print(f"  {note}")
+    print(f"  ground truth trajectory: {'gt/trajectory.txt' if res.has_gt_trajectory else 'none'}"
+          f"; timestamps: {'timestamps.txt' if res.has_timestamps else 'none'}")
+    return 0
