@@ -45,6 +45,7 @@ from gui.commands import (
     SetPoseCommand,
 )
 from gui.panels import ObjectsPanel
+from gui.part2 import Part2Mixin
 from gui.tasks import BackgroundTask, tracking_stage
 from gui.views import FrameView, Timeline
 from gui.worker import OverlayService, RenderResult
@@ -133,7 +134,7 @@ class Banner(QFrame):
         self.show()
 
 
-class MainWindow(QMainWindow):
+class MainWindow(Part2Mixin, QMainWindow):
     """The annotation window. `open_scene(path)` loads a scene; see docs/gui.md."""
 
     def __init__(self, models_dir: str | os.PathLike | None = None):
@@ -218,6 +219,7 @@ class MainWindow(QMainWindow):
         self.panel.opacityChanged.connect(self.set_opacity)
         self.panel.pose_editor.poseEntered.connect(
             lambda i, T: self.push_pose(i, T, "Enter pose"))
+        self._build_part2()
         self._show_scene_widgets(False)
 
     def _action(self, text: str, slot, shortcut=None, tip: str = "",
@@ -362,13 +364,14 @@ class MainWindow(QMainWindow):
         self.set_frame(first[0] if first else 0, force=True)
         self._update_actions()
         self.view.setFocus()  # keys go to the image, not to the frame number box
-        self._report_open_problems()
+        recovered = self._part2_opened()
+        self._report_open_problems(annotations=not recovered)
         return True
 
-    def _report_open_problems(self) -> None:
+    def _report_open_problems(self, annotations: bool = True) -> None:
         m = self.model
         assert m is not None
-        if m.annotations_error is not None:
+        if m.annotations_error is not None and annotations:
             QMessageBox.warning(
                 self, "Annotations not loaded",
                 f"{m.annotations_error}\n\nThe scene is open without them. The file is left "
@@ -382,6 +385,7 @@ class MainWindow(QMainWindow):
                 + "\n".join(f"• {e}" for e in errors[:MAX_PROBLEMS_SHOWN]))
 
     def _close_scene(self) -> None:
+        self._part2_closing()
         if self.track_task is not None and self.track_task.running():
             self.track_task.cancel()
             self.track_task.wait()
@@ -554,7 +558,8 @@ class MainWindow(QMainWindow):
             mesh = m.object_model(o.id)
             if mesh is None:
                 continue
-            out.append(OverlayObject(o.id, mesh, o.T_world_obj, m.class_color(o.class_name)))
+            out.append(OverlayObject(o.id, mesh, o.T_world_obj,
+                                     self._part2_colours(o.id, m.class_color(o.class_name))))
         return tuple(out)
 
     def request_render(self, preview: bool | None = None) -> None:
@@ -566,6 +571,7 @@ class MainWindow(QMainWindow):
         self.service.request(self.current_frame, T_wc, self._overlay_objects(),
                              self.selected_id, self.style, preview,
                              "depth" if self.show_depth else "rgb")
+        self._part2_render()
 
     def render_idle(self) -> bool:
         """The newest render request has been drawn (tests wait on this)."""
@@ -859,7 +865,10 @@ class MainWindow(QMainWindow):
             QMessageBox.Save | QMessageBox.Discard | QMessageBox.Cancel, QMessageBox.Save)
         if ans == QMessageBox.Save:
             return self.save()
-        return ans == QMessageBox.Discard
+        if ans == QMessageBox.Discard:
+            self.model.discard_autosave()  # the user chose to lose these changes
+            return True
+        return False
 
     def closeEvent(self, event) -> None:  # noqa: N802
         if not self.maybe_save():

@@ -276,6 +276,7 @@ class Timeline(QWidget):
         self.keyframes: list[int] = []
         self.selected_keyframes: list[int] = []
         self.untracked: list[tuple[int, int]] = []
+        self.flagged: list[int] = []  # propagation preview: frames with a flagged object
         self.setMinimumHeight(34)
         self.setMaximumHeight(40)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
@@ -289,6 +290,11 @@ class Timeline(QWidget):
         self.keyframes = list(keyframes)
         self.selected_keyframes = list(selected_keyframes)
         self.untracked = list(untracked)
+        self.update()
+
+    def set_flagged(self, frames: list[int]) -> None:
+        """Mark these frames (propagation preview: some object flagged) under the bar."""
+        self.flagged = list(frames)
         self.update()
 
     def _x(self, t: float) -> float:
@@ -313,6 +319,10 @@ class Timeline(QWidget):
         for a, b in self.untracked:
             p.fillRect(QRectF(self._x(a - 0.5), bar.top(), self._x(b + 0.5) - self._x(a - 0.5),
                               bar.height()), QColor(170, 50, 50))
+        for t in self.flagged:  # a magenta tick under the bar per flagged frame
+            p.fillRect(QRectF(self._x(t - 0.5), bar.bottom() + 1,
+                              max(self._x(t + 0.5) - self._x(t - 0.5), 2.0), h * 0.2),
+                       QColor(255, 60, 200))
         sel = set(self.selected_keyframes)
         for k in self.keyframes:
             x = self._x(k)

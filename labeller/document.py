@@ -26,6 +26,7 @@ accessors return copies, so a caller can never change the document behind its ba
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -320,6 +321,21 @@ class DocumentModel:
         self._models[obj_id] = m
         return m
 
+    def posed_objects(self, ids: list[int] | None = None) -> list:
+        """`labeller.refine.PosedObject`s of the objects whose model loads (document order),
+        for scoring, refinement and the propagation preview."""
+        from labeller.refine import PosedObject
+
+        out = []
+        for o in self._doc.objects:
+            if ids is not None and o.id not in ids:
+                continue
+            m = self.object_model(o.id)
+            if m is not None:
+                out.append(PosedObject(o.id, Path(m.path), o.class_name,
+                                       np.array(o.T_world_obj, dtype=np.float64)))
+        return out
+
     def model_error(self, obj_id: int) -> str | None:
         self.object_model(obj_id)
         return self._model_errors.get(obj_id)
@@ -456,8 +472,54 @@ class DocumentModel:
         self._doc.trajectory_sha256 = self._trajectory_sha
         self._saved_content = _content(self._doc)
         self._changed()
+        self.discard_autosave()  # the saved file is now the newest state
         self._emit("saved", path)
         return path
+
+    def replace_document(self, doc: AnnotationDocument) -> None:
+        """Swap in another document (a recovered autosave): every object is removed and
+        the new ones added, with events; the saved content stays, so the document is
+        dirty unless it equals what is on disk. Not an undo step (the GUI clears its
+        undo stack)."""
+        for i in self.object_ids:
+            self.remove_object(i)
+        new = doc.copy()
+        self._doc.classes = list(new.classes)
+        self._emit("classes_changed")
+        for o in new.objects:
+            self.insert_object(o)
+        self._changed()
+
+    @property
+    def autosave_path(self) -> Path:
+        return self.scene.paths.autosave
+
+    def autosave_offer(self) -> tuple[AnnotationDocument | None, str]:
+        """(the autosaved document, why it is offered) when the side file should be offered
+        for recovery: it is newer than annotations.json (or that file is missing or
+        unreadable) and differs from what was opened; else (None, "")."""
+        side = self.autosave_path
+        if not side.is_file():
+            return None, ""
+        try:
+            doc = AnnotationDocument.read(side)
+        except BadInput:
+            return None, ""
+        if _content(doc) == self._saved_content and self.annotations_error is None:
+            return None, ""
+        path = self.annotations_path
+        if self.annotations_error is not None:
+            return doc, f"{path.name} cannot be read ({self.annotations_error})"
+        if not path.is_file():
+            return doc, f"there is no {path.name} yet"
+        if side.stat().st_mtime_ns > path.stat().st_mtime_ns:
+            return doc, f"the autosave is newer than {path.name}"
+        return None, ""
+
+    def discard_autosave(self) -> None:
+        """Remove the side file (after a save, or when the user discards the changes)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.autosave_path.unlink()
 
     def write_autosave(self) -> Path:
         """Write the current document to the scene's autosave side file (atomic)."""

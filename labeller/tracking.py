@@ -78,6 +78,7 @@ PYRAMID_LEVELS = 3
 # with two, at 25% less CPU); the few pose-graph edges (skip and loop) use the default.
 ITERATIONS = (10, 5, 1)
 ITERATIONS_EDGE = (10, 5, 3)
+ITERATIONS_REFINE = (0, 0, 2)
 DEPTH_OUTLIER_TRUNC_M = 0.07
 DEPTH_HUBER_DELTA_M = 0.05
 INTENSITY_HUBER_DELTA = 0.1  # intensities in [0, 1]
@@ -257,26 +258,32 @@ class FrameSource:
         return rgb, depth
 
 
+_GAUSS5 = np.array([1, 4, 6, 4, 1], np.float32)
+
+
 def _pyrdown_depth(d: np.ndarray, max_diff_m: float) -> np.ndarray:
     """Halve a depth map (H, W) float32 metres, NaN = none, without blurring across edges.
 
-    Each output pixel averages the samples of its 2x2 block that lie within `max_diff_m`
-    of the block's top-left sample (like Open3D's PyrDownDepth, on a 2x2 support).
+    Like Open3D's PyrDownDepth (not exposed in Python): output pixel (y, x) is the 5x5
+    Gaussian-weighted mean, around input (2y, 2x), of the samples within `max_diff_m` of
+    the centre sample; NaN where the centre has no depth.
     """
     H, W = d.shape
-    h, w = H // 2, W // 2
-    c = d[0:2 * h:2, 0:2 * w:2]
+    h, w = (H + 1) // 2, (W + 1) // 2
+    p = np.pad(d, 2, mode="constant", constant_values=np.nan)
+    c = d[::2, ::2]
     acc = np.zeros((h, w), np.float32)
-    cnt = np.zeros((h, w), np.float32)
-    for dy in (0, 1):
-        for dx in (0, 1):
-            v = d[dy:2 * h:2, dx:2 * w:2]
-            with np.errstate(invalid="ignore"):
+    wsum = np.zeros((h, w), np.float32)
+    with np.errstate(invalid="ignore"):
+        for dy in range(5):
+            for dx in range(5):
+                v = p[dy:dy + 2 * h:2, dx:dx + 2 * w:2]
                 m = np.abs(v - c) < max_diff_m
-            acc += np.where(m, v, 0.0)
-            cnt += m
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(cnt > 0, acc / cnt, np.nan).astype(np.float32)
+                wt = _GAUSS5[dy] * _GAUSS5[dx]
+                acc += np.where(m, v, 0.0) * wt
+                wsum += m * wt
+        out = np.where(wsum > 0, acc / np.maximum(wsum, 1e-12), np.nan).astype(np.float32)
+    out[np.isnan(c)] = np.nan
     return out
 
 
@@ -320,16 +327,15 @@ class _Frame:
             vm = dimg.create_vertex_map(Kt, float("nan"))
             levels.append(_Level(dimg.as_tensor(), gimg.as_tensor(), vm.as_tensor(), Kt, K.copy()))
             if i != PYRAMID_LEVELS - 1:
-                # Both halve by 2x2 blocks, so pixel centres move alike in depth and colour.
+                # As Open3D's multi-scale odometry: edge-aware 5x5 Gaussian for depth,
+                # Gaussian pyramid for intensity, K halved.
                 d = _pyrdown_depth(d, DEPTH_OUTLIER_TRUNC_M * 2)
-                h2, w2 = d.shape
-                g = g[: 2 * h2, : 2 * w2].reshape(h2, 2, w2, 2).mean(axis=(1, 3))
-                g = np.ascontiguousarray(g, dtype=np.float32)
+                g = gimg.pyrdown().as_tensor().numpy()[:, :, 0]
+                h2, w2 = min(d.shape[0], g.shape[0]), min(d.shape[1], g.shape[1])
+                d = np.ascontiguousarray(d[:h2, :w2])
+                g = np.ascontiguousarray(g[:h2, :w2])
                 K = K / 2.0
                 K[2, 2] = 1.0
-                # Pixel centres at integers: halving maps centre c to (c - 0.5) / 2.
-                K[0, 2] = (cam.K[0, 2] + 0.5) / (2 ** (i + 1)) - 0.5
-                K[1, 2] = (cam.K[1, 2] + 0.5) / (2 ** (i + 1)) - 0.5
         self.levels = levels[::-1]  # coarse to fine
         self.check_level = next((i for i, lv in enumerate(self.levels)
                                  if lv.depth.shape[1] >= CHECK_MIN_WIDTH), len(self.levels) - 1)
@@ -523,6 +529,8 @@ class _Tracker:
         self.prev_frame: _Frame | None = None
         self._pool = None
         self._ahead: dict = {}
+        # Plain odometry chains every pair, so each gets Open3D's full default schedule.
+        self.track_iterations = ITERATIONS if cfg.mode == "full" else ITERATIONS_EDGE
 
     # -- frames --
     def load(self, t: int) -> _Frame:
@@ -594,6 +602,18 @@ class _Tracker:
                                         f"({chk.intensity_inliers:.2f} < "
                                         f"{cfg.min_intensity_inliers * scale:.2f})")
         return T, fitness, chk, ""
+
+    def _refine(self, src: _Frame, tgt: _Frame, T: np.ndarray) -> np.ndarray:
+        """More full-resolution iterations for a link the keyframe chain will rest on.
+
+        Tracking a frame uses one finest-level iteration; a keyframe's pose is chained by
+        every later frame, so its link gets ITERATIONS_REFINE more (kept only if it still
+        passes the checks).
+        """
+        if self.cfg.mode != "full":
+            return T
+        T2, _, chk, _ = self._try(src, tgt, T, iterations=ITERATIONS_REFINE)
+        return T if T2 is None else T2
 
     def _jump(self, t: int, T_world_cam: np.ndarray) -> str | None:
         """Why the pose is implausible after the last tracked frame, or None."""
@@ -731,7 +751,8 @@ class _Tracker:
             assert tgt is not None
             T_world_tgt = self.prev_T_world if kind == "prev" else self.kf_T_world[j]
             init = inv_pose(T_world_tgt) @ T_pred_world
-            T, fitness, chk, why = self._try(fr, tgt, init, strict=(kind == "reloc"))
+            T, fitness, chk, why = self._try(fr, tgt, init, strict=(kind == "reloc"),
+                                             iterations=self.track_iterations)
             if T is None:
                 reasons.append(why)
                 continue
@@ -743,20 +764,25 @@ class _Tracker:
             rec.status, rec.fitness, rec.inlier_ratio, rec.reference = (
                 "tracked", fitness, chk.inlier_ratio, tgt.t)
             if kind == "kf":
-                rec.node, rec.T_kf_cam = j, T
                 n_since = t - self.kf_frames[j]
                 moved = (np.linalg.norm(T[:3, 3]) > KF_MAX_TRANS_M or _rot_deg(T) > KF_MAX_ROT_DEG
                          or chk.overlap < KF_MIN_OVERLAP)
-                if n_since >= cfg.keyframe_every or moved:
+                promote = n_since >= cfg.keyframe_every or moved
+                if promote:
+                    T = self._refine(fr, tgt, T)
+                rec.node, rec.T_kf_cam = j, T
+                if promote:
                     self._promote(fr, j, T, "chain", tgt)
             elif kind == "prev":
                 # The keyframe no longer matches but the last frame does: chain through it
                 # and start a new keyframe here.
+                T = self._refine(fr, tgt, T)
                 pr = self.records[self.prev_t]
                 T_kf_cam = _rigid(pr.T_kf_cam @ T)
                 rec.node, rec.T_kf_cam = pr.node, T_kf_cam
                 self._promote(fr, pr.node, T_kf_cam, "chain", None)
             else:
+                T = self._refine(fr, tgt, T)
                 rec.node, rec.T_kf_cam = j, T
                 self._promote(fr, j, T, "reloc", tgt)
             self._set_prev(fr, t, self.T_world(t))

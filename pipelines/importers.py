@@ -18,9 +18,13 @@ examples:
   labeller import 7scenes ../shared/data/rgbd/sevenscenes_kitchen datasets/out/kitchen
   labeller import tum ~/data/rgbd_dataset_freiburg1_xyz datasets/out/fr1_xyz --link
   labeller import tum SEQ SCENE --intrinsics 525 525 319.5 239.5
+  labeller import bop ycbv/test/000048 datasets/out/ycbv48 --models ycbv/models
+  labeller import rosbag recording.bag datasets/out/desk
+  labeller import rosbag rosbag2_dir SCENE --depth-topic /camera/aligned_depth_to_color/image_raw
+  labeller import progresslabeller ~/pl_workspace datasets/out/pl_scene
 
 formats:
-""" + "".join(f"  {name:<10} {spec.summary}\n" for name, spec in sorted(FORMATS.items()))
+""" + "".join(f"  {name:<17} {spec.summary}\n" for name, spec in sorted(FORMATS.items()))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,6 +38,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing SCENE")
     p.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
                    help="camera intrinsics in pixels, instead of the format's own or default")
+    p.add_argument("--models", metavar="DIR",
+                   help="bop: the dataset's models/ folder (obj_NNNNNN.ply in mm), converted "
+                        "to metres into SCENE/models/")
+    p.add_argument("--rgb-topic", metavar="T", help="rosbag: the colour image topic")
+    p.add_argument("--depth-topic", metavar="T",
+                   help="rosbag: the depth image topic (aligned to colour)")
+    p.add_argument("--info-topic", metavar="T", help="rosbag: the colour camera_info topic")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -42,6 +53,9 @@ def main(args: argparse.Namespace) -> int:
     options = {}
     if args.intrinsics is not None:
         options["intrinsics"] = tuple(args.intrinsics)
+    for name in ("models", "rgb_topic", "depth_topic", "info_topic"):
+        if getattr(args, name, None) is not None:
+            options[name] = getattr(args, name)
     res = import_scene(args.format, args.src, args.scene, link=args.link,
                        overwrite=args.overwrite, **options)
     for w in res.warnings:

@@ -18,6 +18,16 @@ examples:
   labeller track datasets/out/kitchen
   labeller track SCENE --keyframe-every 5 --voxel 0.004
   labeller track SCENE --force          # re-track although annotations.json refers to it
+  labeller track SCENE --from groundtruth.txt --format tum   # use an external trajectory
+  labeller track SCENE --from recon/campose.txt              # format guessed from the name
+
+--from formats (instead of estimating; re-anchored to the first posed frame):
+  tum        timestamp tx ty tz qx qy qz qw, matched to timestamps.txt within 20 ms
+  orbslam3   ORB-SLAM3 Camera/KeyFrameTrajectory.txt (TUM-like); frames without a pose
+             stay untracked
+  campose    ProgressLabeller/COLMAP IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME
+             (world-to-camera; frame = NAME's number)
+  log        Open3D .log: "id id n" line + 4x4 camera-to-world matrix per entry
 
 output:
   trajectory.txt           frame_id tx ty tz qx qy qz qw per tracked frame
@@ -41,6 +51,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fresh", action="store_true",
                    help="ignore the checkpoint of an interrupted run and start again")
     p.add_argument("--no-cloud", action="store_true", help="skip the TSDF fusion and cloud.ply")
+    p.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="import this external trajectory instead of estimating one")
+    p.add_argument("--format", choices=("tum", "orbslam3", "campose", "log"),
+                   help="format of --from FILE (default: guessed from its name; else tum)")
+
+
+def _main_from(args: argparse.Namespace) -> int:
+    from labeller.external_trajectory import import_trajectory
+
+    res = import_trajectory(args.scene, args.from_file, args.format, force=args.force)
+    for note in res.notes:
+        print(f"labeller track: warning: {note}", file=sys.stderr)
+    print(f"imported {res.n_posed} of {res.n_frames} frames' poses from {res.source} "
+          f"({res.format}, {res.n_entries} poses in the file); world = frame {res.first_frame}")
+    print(f"wrote {res.scene / 'trajectory.txt'}")
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -48,6 +74,12 @@ def main(args: argparse.Namespace) -> int:
 
     from labeller.tracking import TrackConfig, run
 
+    if args.from_file is not None:
+        return _main_from(args)
+    if args.format is not None:
+        from labeller.errors import BadInput
+
+        raise BadInput("--format", "applies only with --from FILE")
     cfg = TrackConfig(Path(args.scene), keyframe_every=args.keyframe_every, voxel_m=args.voxel,
                       force=args.force, mode="odometry" if args.odometry_only else "full",
                       resume=not args.fresh, write_cloud=not args.no_cloud)

@@ -153,16 +153,22 @@ def test_objects_do_not_intersect(tmp_path):
              "large_marker", "potted_meat_can"]
     res = run(_cfg(out, frames=1, classes=names))
     assert [o.class_name for o in res.objects] == names
-    clouds = []
+    import open3d as o3d
+
+    posed = []
     for o in res.objects:
         m = load_model(out / o.model)
-        p = m.sample_points(3000)
-        clouds.append(p @ o.T_world_obj[:3, :3].T + o.T_world_obj[:3, 3])
-    from scipy.spatial import cKDTree  # noqa: PLC0415 - scipy ships with scikit-learn
-
-    for i in range(len(clouds)):
-        for j in range(i + 1, len(clouds)):
-            d, _ = cKDTree(clouds[j]).query(clouds[i])
+        v = m.vertices @ o.T_world_obj[:3, :3].T + o.T_world_obj[:3, 3]
+        posed.append((v, m.triangles, m.sample_points(3000) @ o.T_world_obj[:3, :3].T
+                      + o.T_world_obj[:3, 3]))
+    for i in range(len(posed)):
+        for j in range(len(posed)):
+            if i == j:
+                continue
+            rc = o3d.t.geometry.RaycastingScene()
+            rc.add_triangles(o3d.core.Tensor(posed[j][0].astype(np.float32)),
+                             o3d.core.Tensor(posed[j][1].astype(np.uint32)))
+            d = rc.compute_distance(o3d.core.Tensor(posed[i][2].astype(np.float32))).numpy()
             assert d.min() > 0.004, (names[i], names[j], d.min())
 
 

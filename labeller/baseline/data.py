@@ -307,13 +307,13 @@ class Preprocessed:
     per-channel mean of the training split in [0, 1] units (R, G, B).
     """
 
-    X_train: "object"
-    y_train: "object"
-    X_val: "object"
-    y_val: "object"
-    X_test: "object"
-    y_test: "object"
-    mean: "object"
+    X_train: object
+    y_train: object
+    X_val: object
+    y_val: object
+    X_test: object
+    y_test: object
+    mean: object
     raw_train: np.ndarray
     raw_val: np.ndarray
     raw_test: np.ndarray

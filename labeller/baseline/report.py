@@ -70,7 +70,7 @@ def plot_confusion(conf: np.ndarray, class_names, title: str, dest: str | os.Pat
     ax.set_xticks(range(C))
     ax.set_yticks(range(C))
     ax.set_xticklabels(class_names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticklabels([f"{n} ({int(r)})" for n, r in zip(class_names, rows[:, 0])], fontsize=8)
+    ax.set_yticklabels([f"{n} ({int(r)})" for n, r in zip(class_names, rows[:, 0], strict=True)], fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class (test images)")
     ax.set_title(title, fontsize=10)

@@ -225,7 +225,12 @@ def _compare_optimizers(cfg, name, pp, dev, reg, C, out: Path) -> dict:
 
 
 def _run_linear(name, cfg, pp, dev, out: Path, class_names, report_cfg) -> dict:
-    from labeller.baseline.linear import LR_RANGES, LinearClassifier, search_hyperparameters
+    from labeller.baseline.linear import (
+        LR_RANGES,
+        REG_RANGE,
+        LinearClassifier,
+        search_hyperparameters,
+    )
     from labeller.baseline.report import (
         confusion_matrix,
         per_class_accuracy,
@@ -244,8 +249,6 @@ def _run_linear(name, cfg, pp, dev, out: Path, class_names, report_cfg) -> dict:
         if pp.X_val.shape[0] == 0:
             raise BadInput("--val-fraction", "the search needs a validation split; give --lr and --reg or a --val-fraction > 0")
         lr_range = (cfg.lr, cfg.lr) if cfg.lr is not None else LR_RANGES[cfg.optimizer]
-        from labeller.baseline.linear import REG_RANGE
-
         reg_range = (cfg.reg, cfg.reg) if cfg.reg is not None else REG_RANGE
         res = search_hyperparameters(
             name, pp.X_train, pp.y_train, pp.X_val, pp.y_val, optimizer=cfg.optimizer, search=cfg.search,
@@ -386,7 +389,12 @@ def predict_paths(checkpoint, paths, device: str = "cpu") -> list[dict]:
 
     from labeller.baseline.data import find_props_root, load_props
     from labeller.baseline.knn import resolve_device
-    from labeller.baseline.report import confusion_matrix, load_checkpoint, per_class_accuracy, predict_with_checkpoint
+    from labeller.baseline.report import (
+        confusion_matrix,
+        load_checkpoint,
+        per_class_accuracy,
+        predict_with_checkpoint,
+    )
     from labeller.fileio import read_image
 
     dev = resolve_device(device)

@@ -36,6 +36,13 @@ class ImporterSpec:
 FORMATS: dict[str, ImporterSpec] = {
     "7scenes": ImporterSpec("labeller.importers.sevenscenes:import_7scenes",
                             "Microsoft 7-Scenes sequence (frame-XXXXXX.color/depth/pose files)"),
+    "bop": ImporterSpec("labeller.importers.bop:import_bop",
+                        "one BOP scene folder (scene_camera.json, rgb/, depth/, scene_gt.json)"),
+    "progresslabeller": ImporterSpec(
+        "labeller.importers.progresslabeller:import_progresslabeller",
+        "ProgressLabeller project (data/rgb, data/depth, recon/campose.txt, label_pose.yaml)"),
+    "rosbag": ImporterSpec("labeller.importers.rosbag:import_rosbag",
+                           "ROS1 .bag or ROS2 bag folder (colour, aligned depth, camera_info)"),
     "tum": ImporterSpec("labeller.importers.tum:import_tum",
                         "TUM RGB-D sequence (rgb.txt, depth.txt, optional groundtruth.txt)"),
 }

@@ -11,7 +11,6 @@ from labeller.baseline.data import write_props
 from labeller.classes import PROPS_CLASS_NAMES, PROPS_CLASSES
 
 
-
 def synthetic_images(label: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """(n, 32, 32, 3) uint8: the class colour in a centred square on a grey background,
     with noise, a random shift and brightness, so the classes are learnable but not

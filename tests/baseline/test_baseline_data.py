@@ -17,7 +17,6 @@ from labeller.baseline.data import (
     preprocess,
     stratified_subset,
 )
-from labeller.classes import PROPS_CLASS_NAMES
 from labeller.errors import BadInput, FormatError
 from pipelines.cli import main as cli_main
 
