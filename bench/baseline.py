@@ -205,8 +205,11 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, help="intra-op threads for torch and faiss (default: their own)")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
-    if args.threads:
+    if args.threads:  # torch's pool, faiss's OpenMP, and numpy's OpenBLAS (ours uses it on CPU)
         torch.set_num_threads(args.threads)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
         try:
             import faiss
 

@@ -548,8 +548,11 @@ class MainWindow(Part2Mixin, QMainWindow):
         self.undo_stack.push(SetKeyframesCommand(m, changes, f"{what} keyframe {t}"))
 
     # -- rendering ------------------------------------------------------------------------
-    def _overlay_objects(self) -> tuple[OverlayObject, ...]:
+    def _overlay_objects(self, frame: int | None = None) -> tuple[OverlayObject, ...]:
+        """What to draw on `frame` (default: the current one; colours can depend on the
+        frame in the propagation preview)."""
         m = self.model
+        frame = self.current_frame if frame is None else frame
         assert m is not None
         out = []
         for o in m.objects():
@@ -559,7 +562,8 @@ class MainWindow(Part2Mixin, QMainWindow):
             if mesh is None:
                 continue
             out.append(OverlayObject(o.id, mesh, o.T_world_obj,
-                                     self._part2_colours(o.id, m.class_color(o.class_name))))
+                                     self._part2_colours(o.id, m.class_color(o.class_name),
+                                                         frame)))
         return tuple(out)
 
     def request_render(self, preview: bool | None = None) -> None:

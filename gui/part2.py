@@ -60,6 +60,7 @@ def autosave_interval_ms() -> int:
 OK_RGB = (40, 220, 90)
 FLAGGED_RGB = (255, 40, 40)
 MAX_OTHER_VIEWS = 4
+PREVIEW_DEBOUNCE_MS = 400
 
 
 class MultiView(QWidget):
@@ -187,6 +188,13 @@ class ExportDialog(QDialog):
 
         scene, models = w.model.root, w.models_dir
         fmt, out, n = self.format.currentData(), Path(self.out.text()), self.per_class.value()
+        if out.exists() and any(out.iterdir()):
+            ans = QMessageBox.question(self, "Replace the export?",
+                                       f"{out} is not empty. Replace it with this export?",
+                                       QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+            if ans != QMessageBox.Yes:
+                self.status.setText("Choose another output folder (nothing was changed).")
+                return False
 
         def job(progress):
             propagate_run(PropagateConfig(scene=scene, models_dir=models),
@@ -251,10 +259,16 @@ class Part2Mixin:
         self.preview_on = False
         self.preview_task: BackgroundTask | None = None
         self.last_refine: RefineResult | None = None
+        self.refine_task: BackgroundTask | None = None
         self.export_dialog: ExportDialog | None = None
         self.autosave_timer = QTimer(self)
         self.autosave_timer.setInterval(autosave_interval_ms())
         self.autosave_timer.timeout.connect(self.autosave)
+        # Edits (a drag sends dozens a second) recompute the preview once they pause.
+        self.preview_timer = QTimer(self)
+        self.preview_timer.setSingleShot(True)
+        self.preview_timer.setInterval(PREVIEW_DEBOUNCE_MS)
+        self.preview_timer.timeout.connect(self.start_preview)
         self.multiview = MultiView()
         self.multiview.suggest_button.clicked.connect(self.suggest_views)
         self.multiview_dock = QDockWidget("Multi-view check", self)
@@ -301,6 +315,10 @@ class Part2Mixin:
 
     def _part2_closing(self) -> None:
         self.autosave_timer.stop()
+        self.preview_timer.stop()
+        if self.refine_task is not None and self.refine_task.running():
+            self.refine_task.wait()
+        self.refine_task = None
         if self.preview_task is not None and self.preview_task.running():
             self.preview_task.cancel()
             self.preview_task.wait()
@@ -321,16 +339,16 @@ class Part2Mixin:
         """Render the multi-view frames too (called after each main render request)."""
         if self.model is None or not self.multiview_dock.isVisible():
             return
-        objs = self._overlay_objects()
         for v, s in zip(self.multiview.views, self.multiview.services, strict=False):
-            s.request(v.frame, self.model.T_world_cam(v.frame), objs, self.selected_id,
-                      self.style, False, "rgb")
+            s.request(v.frame, self.model.T_world_cam(v.frame), self._overlay_objects(v.frame),
+                      self.selected_id, self.style, False, "rgb")
 
-    def _part2_colours(self, obj_id: int, rgb: tuple[int, int, int]) -> tuple[int, int, int]:
-        """In preview mode objects are drawn green (ok) or red (flagged) in this frame."""
+    def _part2_colours(self, obj_id: int, rgb: tuple[int, int, int],
+                       frame: int) -> tuple[int, int, int]:
+        """In preview mode objects are drawn green (ok) or red (flagged in `frame`)."""
         if not self.preview_on or self.preview is None:
             return rgb
-        st = self.preview.object_state(self.current_frame).get(obj_id)
+        st = self.preview.object_state(frame).get(obj_id)
         if st is None or not np.isfinite(st[0]):
             return rgb
         return FLAGGED_RGB if st[1] else OK_RGB
@@ -372,28 +390,44 @@ class Part2Mixin:
         return frames
 
     def refine_selected(self, source: str = "depth",
-                        frames: list[int] | None = None) -> RefineResult | None:
-        """ICP of the selected object against the depth of `frames` (default: this frame
-        plus the multi-view frames) or the fused cloud; one undo step; the status bar
-        shows the depth-consistency score before and after."""
+                        frames: list[int] | None = None) -> bool:
+        """Start ICP of the selected object against the depth of `frames` (default: this
+        frame plus the multi-view frames) or the fused cloud, in the background. When it
+        finishes, a better pose is pushed as one undo step and the status bar shows the
+        depth-consistency score before and after (`last_refine`). False when it cannot
+        start (reason in the status bar)."""
+        if self.refine_task is not None and self.refine_task.running():
+            self.statusBar().showMessage("A refinement is already running", 4000)
+            return False
         ctx = self._edit_context()
         if ctx is None:
-            return None
+            return False
         obj_id = ctx[0]
         frames = frames or self.refine_frames()
-        QApplication.setOverrideCursor(Qt.WaitCursor)
-        try:
-            res = refine_object(self.model.scene, self.model.posed_objects(), obj_id, frames,
-                                source)
-        except Exception as exc:  # noqa: BLE001 - shown, never fatal
-            self.statusBar().showMessage(f"Refine failed: {exc}", 8000)
-            return None
-        finally:
-            QApplication.restoreOverrideCursor()
+        m = self.model
+        scene, objs, T_start = m.scene, m.posed_objects(), m.pose(obj_id)
+        self.last_refine = None
+        task = BackgroundTask(lambda _p: refine_object(scene, objs, obj_id, frames, source),
+                              self)
+        task.finished.connect(lambda res: self._refined(m, obj_id, T_start, res))
+        task.failed.connect(lambda msg: self.statusBar().showMessage(
+            f"Refine failed: {msg}", 8000))
+        self.refine_task = task
+        self.statusBar().showMessage(f"Refining #{obj_id} ({source}, frames "
+                                     f"{', '.join(map(str, frames))})…", 0)
+        task.start()
+        return True
+
+    def _refined(self, model, obj_id: int, T_start: np.ndarray, res: RefineResult) -> None:
         self.last_refine = res
+        if model is not self.model or not model.has_object(obj_id):
+            return
+        if not np.array_equal(model.pose(obj_id), T_start):
+            self.statusBar().showMessage(f"Refine #{obj_id}: the object moved meanwhile; "
+                                         "result dropped", 8000)
+            return
         if res.T_world_obj is not None:
-            T_old = self.model.pose(obj_id)
-            self.undo_stack.push(SetPoseCommand(self.model, obj_id, T_old, res.T_world_obj,
+            self.undo_stack.push(SetPoseCommand(model, obj_id, T_start, res.T_world_obj,
                                                 "Refine"))
             self.statusBar().showMessage(
                 f"Refined #{obj_id}: depth score {res.score_before:.3f} → {res.score_after:.3f}"
@@ -402,7 +436,27 @@ class Part2Mixin:
         else:
             self.statusBar().showMessage(
                 f"Refine #{obj_id}: {res.reason} (score {res.score_before:.3f})", 8000)
-        return res
+
+    def refine_idle(self) -> bool:
+        return self.refine_task is None or not self.refine_task.running()
+
+    def refine_and_wait(self, source: str = "depth", frames: list[int] | None = None,
+                        timeout_s: float = 120.0) -> RefineResult | None:
+        """refine_selected, then process events until it is done (scripts and tests)."""
+        import time
+
+        if not self.refine_selected(source, frames):
+            return None
+        t0 = time.monotonic()
+        while not (self.refine_idle() and self.last_refine is not None):
+            QApplication.processEvents()
+            if self.refine_idle() and self.last_refine is None and \
+                    time.monotonic() - t0 > 1.0:  # failed: no result comes
+                break
+            if time.monotonic() - t0 > timeout_s:
+                break
+            time.sleep(0.005)
+        return self.last_refine
 
     def current_scores(self) -> dict[int, float]:
         """{obj_id: depth-consistency score} of every object in the current frame."""
@@ -419,7 +473,7 @@ class Part2Mixin:
             if self.preview_on:
                 self.statusBar().showMessage("Annotations changed: the preview is being "
                                              "recomputed", 4000)
-                self.start_preview()
+                self.preview_timer.start()
 
     def toggle_preview(self, on: bool | None = None) -> None:
         self.preview_on = (not self.preview_on) if on is None else bool(on)
@@ -465,7 +519,8 @@ class Part2Mixin:
         self.request_render()
 
     def preview_idle(self) -> bool:
-        return self.preview_task is None or not self.preview_task.running()
+        return not self.preview_timer.isActive() and (
+            self.preview_task is None or not self.preview_task.running())
 
     def jump_flagged(self, direction: int = 1) -> int | None:
         if self.preview is None:

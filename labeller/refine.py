@@ -37,7 +37,7 @@ from labeller.depth_check import (
     icp_candidate,
 )
 from labeller.labels import flag_rule
-from labeller.poses import inv_pose, rotation_error_deg, translation_error_m, transform_points
+from labeller.poses import inv_pose, rotation_error_deg, transform_points, translation_error_m
 from labeller.scene import Scene
 
 Progress = Callable[[int, int], "bool | None"]
@@ -177,7 +177,9 @@ def _depth_points(scene: Scene, objects: Sequence[PosedObject], i: int, frames: 
                & ((own == 0) | (own == oid)) & (N_img[..., 2] != 0))
         P_sens.append(transform_points(T_wc, P_img[sel].astype(np.float64)))
         N_sens.append(N_img[sel].astype(np.float64) @ T_wc[:3, :3].T)
-    cat = (lambda xs: np.concatenate(xs) if xs else np.zeros((0, 3)))
+    def cat(xs: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(xs) if xs else np.zeros((0, 3))
+
     P_model, P_sens, N_sens = cat(P_model), cat(P_sens), cat(N_sens)
     keep = _off_support_plane(P_model, P_sens)
     return P_model, P_sens[keep], N_sens[keep], measures
@@ -275,9 +277,11 @@ def refine_object(scene: Scene, objects: Sequence[PosedObject], obj_id: int,
     before = score_at(T0)
     T = T0.copy()
     reason, n = "", 0
-    for n in range(1, rounds + 1):
+    for n_round in range(1, rounds + 1):
+        n = n_round
         o = objs[idx]
-        cur = objs[:idx] + [PosedObject(o.obj_id, o.model_path, o.class_name, T)] + objs[idx + 1:]
+        cur = (objs[:idx] + [PosedObject(o.obj_id, o.model_path, o.class_name, T)]
+               + objs[idx + 1:])
         if source == "depth":
             Pm, Ps, Ns, _ = _depth_points(scene, cur, idx, frames, 2 * REFINE_ICP.max_trans_m)
         else:
@@ -293,6 +297,8 @@ def refine_object(scene: Scene, objects: Sequence[PosedObject], obj_id: int,
             T_fix, moved, turned, why = icp_candidate(np.eye(4), Pm_o, Ps_o, Ns_o, settings, sym)
             if T_fix is not None:
                 break
+        if T_fix is None:  # thin objects: point-to-plane runs off, point-to-point holds
+            T_fix, moved, turned, why = _point_to_point(Pm_o, Ps_o, sym)
         if T_fix is None:
             reason = why
             break
@@ -308,6 +314,44 @@ def refine_object(scene: Scene, objects: Sequence[PosedObject], obj_id: int,
         return RefineResult(None, before[0], after[0], moved, turned, n,
                             "the ICP result does not fit the depth better; pose kept")
     return RefineResult(T, before[0], after[0], moved, turned, n, reason or "ok")
+
+
+# Point-to-point fallback: capture distances (metres), shrinking.
+P2P_STAGES_M = (0.03, 0.015, 0.008)
+
+
+def _point_to_point(P_model: np.ndarray, P_sensor: np.ndarray, symmetry_axis
+                    ) -> tuple[np.ndarray | None, float, float, str]:
+    """Point-to-point ICP (model onto sensor, both in the object's frame) within the
+    bounds of REFINE_ICP; the twist about a symmetry axis is dropped, as in
+    `icp_candidate`. Returns (T_fix | None, moved_m, turned_deg, reason)."""
+    import open3d as o3d
+
+    from labeller.depth_check import _stride_pick, single_thread, without_twist
+
+    s = REFINE_ICP
+    if len(P_model) < s.min_points or len(P_sensor) < s.min_points:
+        return None, float("nan"), float("nan"), "too few points"
+    reg = o3d.pipelines.registration
+    src = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(
+        P_model[_stride_pick(len(P_model), s.max_model_points)]))
+    tgt = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(
+        P_sensor[_stride_pick(len(P_sensor), s.max_sensor_points)]))
+    T_fix = np.eye(4)
+    with single_thread():
+        for d in P2P_STAGES_M:
+            res = reg.registration_icp(src, tgt, d, T_fix,
+                                       reg.TransformationEstimationPointToPoint(),
+                                       reg.ICPConvergenceCriteria(max_iteration=50))
+            if len(res.correspondence_set) < s.min_points:
+                return None, float("nan"), float("nan"), "too few correspondences"
+            T_fix = np.asarray(res.transformation, np.float64).copy()
+    if symmetry_axis is not None:
+        T_fix = without_twist(np.eye(4), T_fix, symmetry_axis)
+    moved, turned = translation_error_m(T_fix, np.eye(4)), rotation_error_deg(T_fix, np.eye(4))
+    if moved > s.max_trans_m or turned > s.max_rot_deg:
+        return None, moved, turned, "correction beyond the bounds"
+    return T_fix, moved, turned, "ok"
 
 
 # --- propagation preview --------------------------------------------------------------

@@ -74,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"labeller {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `labeller labels SCENE | head`: the reader left; that is not an error. Point
+        # stdout at devnull so the interpreter's final flush does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"labeller {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -59,6 +59,9 @@ def test_chunking_and_column_blocks_do_not_change_the_result(monkeypatch):
     monkeypatch.setattr(knn, "_COL_BLOCK", 7)  # many blocks, some narrower than k
     d1, i1 = knn_search(A, B, 10, chunk_bytes=64)
     assert torch.equal(i0, i1) and torch.allclose(d0, d1)
+    monkeypatch.setattr(knn, "_USE_NUMPY_GEMM", False)  # torch's addmm instead of numpy's BLAS
+    d2, i2 = knn_search(A, B, 10, chunk_bytes=64)
+    assert torch.equal(i0, i2) and torch.allclose(d0, d2)
 
 
 @pytest.mark.parametrize("k", [1, 3, 8])

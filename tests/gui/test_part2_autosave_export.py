@@ -176,3 +176,21 @@ def test_export_dialog_cancel_leaves_nothing(qtbot, make_window, scene_copy, dia
     assert "Cancelled" in dlg.status.text(), dlg.status.text()
     assert not out.exists()
     dlg.close()
+
+
+def test_export_dialog_asks_before_replacing_a_folder(qtbot, make_window, scene_copy, dialogs,
+                                                      tmp_path):
+    scene = scene_copy()
+    out = tmp_path / "existing"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    w = make_window()
+    assert w.open_scene(scene)
+    dlg = w.export_dialog_open()
+    dlg.out.setText(str(out))
+    dialogs.answer = QMessageBox.No
+    assert not dlg.start()
+    assert dialogs.kinds() == ["question"] and "not empty" in dialogs.calls[0][2]
+    assert (out / "keep.txt").read_text() == "mine"
+    assert "nothing was changed" in dlg.status.text()
+    dlg.close()

@@ -45,6 +45,8 @@ def test_refine_raises_score_and_undo_restores_exact_pose(qtbot, make_window, sc
     before = w.current_scores()[BOX]
     w.view.setFocus()
     qtbot.keyClick(w.view, Qt.Key_R)  # the Refine action (ICP on this frame's depth)
+    assert not w.refine_idle()  # runs in the background: the UI stays responsive
+    qtbot.waitUntil(lambda: w.refine_idle() and w.last_refine is not None, timeout=60000)
     res = w.last_refine
     assert res is not None and res.T_world_obj is not None, res
     assert res.score_after > res.score_before
@@ -80,7 +82,7 @@ def test_refine_against_fused_cloud(qtbot, make_window, scene_copy, dialogs):
     assert w.open_scene(scene)
     w.model.set_pose(BOX, T_bad)
     w.select(BOX)
-    res = w.refine_selected("cloud")
+    res = w.refine_and_wait("cloud")
     assert res is not None and res.T_world_obj is not None, res
     assert res.score_after > res.score_before
     assert translation_error_m(w.model.pose(BOX), gt) < translation_error_m(T_bad, gt) / 2
@@ -91,7 +93,7 @@ def test_refine_without_cloud_says_why(qtbot, make_window, scene_copy, dialogs):
     assert w.open_scene(scene_copy())
     w.select(BOX)
     T0 = w.model.pose(BOX)
-    assert w.refine_selected("cloud") is None
+    assert w.refine_and_wait("cloud") is None
     assert "cloud.ply: file not found" in w.statusBar().currentMessage()
     assert np.array_equal(w.model.pose(BOX), T0) and w.undo_stack.count() == 0
 
@@ -125,6 +127,12 @@ def test_preview_flags_frames_of_an_annotation_off_by_2cm(qtbot, make_window, sc
     assert objs[BOX] == (255, 40, 40)
     assert all(c == (40, 220, 90) for i, c in objs.items()
                if i != BOX and np.isfinite(pv.object_state(t)[i][0]))
+    # each frame's own state (the multi-view frames are coloured by their frame)
+    for f in pv.frame_ids:
+        score, flag = pv.object_state(f)[BOX]
+        if np.isfinite(score):
+            want = (255, 40, 40) if flag else (40, 220, 90)
+            assert {o.obj_id: o.color_rgb for o in w._overlay_objects(f)}[BOX] == want
     wait_render(qtbot, w)
     # "N" walks the flagged frames forward
     start = w.current_frame
