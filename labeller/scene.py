@@ -112,11 +112,13 @@ class ScenePaths:
         return self.depth_dir / f"{t:06d}.png"
 
 
-def _frame_files(d: Path) -> dict[int, Path]:
+def list_frame_files(d: Path, pattern: re.Pattern = FRAME_RE) -> dict[int, Path]:
+    """Frame id -> file for the files in a folder whose names match `pattern` (group 1 =
+    the id; default `000000.png|jpg`); {} when the folder is missing."""
     out: dict[int, Path] = {}
     if d.is_dir():
         for f in d.iterdir():
-            m = FRAME_RE.match(f.name)
+            m = pattern.match(f.name)
             if m:
                 out[int(m.group(1))] = f
     return out
@@ -133,8 +135,8 @@ def _layout_problems(root: Path) -> tuple[list[str], CameraIntrinsics | None, li
         camera = CameraIntrinsics.read(paths.camera)
     except BadInput as exc:
         problems.append(str(exc))
-    rgb = _frame_files(paths.rgb_dir)
-    depth = _frame_files(paths.depth_dir)
+    rgb = list_frame_files(paths.rgb_dir)
+    depth = list_frame_files(paths.depth_dir)
     if not paths.rgb_dir.is_dir():
         problems.append(f"{paths.rgb_dir}: missing (colour frames go in rgb/000000.png ...)")
     if not paths.depth_dir.is_dir():

@@ -60,7 +60,7 @@ from labeller.camera import CameraIntrinsics
 from labeller.errors import BadInput, LabellerError, SceneError
 from labeller.fileio import atomic_path, atomic_write_json, read_image, sha256_file
 from labeller.poses import inv_pose
-from labeller.scene import FRAME_RE, ScenePaths
+from labeller.scene import ScenePaths, list_frame_files
 from labeller.trajectory import Trajectory
 
 ProgressFn = Callable[[int, int], "bool | None"]
@@ -206,22 +206,12 @@ class FrameSource:
         if not self.root.is_dir():
             raise SceneError(self.root, "not a directory")
         self.camera = CameraIntrinsics.read(self.paths.camera)
-        self.rgb = self._list(self.paths.rgb_dir)
-        self.depth = self._list(self.paths.depth_dir)
+        self.rgb = list_frame_files(self.paths.rgb_dir)
+        self.depth = list_frame_files(self.paths.depth_dir)
         self.n_frames = max(max(self.rgb, default=-1), max(self.depth, default=-1)) + 1
         if self.n_frames == 0:
             raise SceneError(self.paths.rgb_dir, "no frames (expected rgb/000000.png and "
                                                  "depth/000000.png ...)")
-
-    @staticmethod
-    def _list(d: Path) -> dict[int, Path]:
-        out: dict[int, Path] = {}
-        if d.is_dir():
-            for f in d.iterdir():
-                m = FRAME_RE.match(f.name)
-                if m:
-                    out[int(m.group(1))] = f
-        return out
 
     def fingerprint(self) -> dict:
         """Identity of the frames on disk (for checkpoint validity)."""

@@ -43,6 +43,7 @@ from labeller.importers.writer import (
     scene_writer,
 )
 from labeller.poses import inv_pose
+from labeller.scene import list_frame_files
 from labeller.trajectory import Trajectory
 
 MM_PER_M = 1000.0  # BOP files are in millimetres; the scene is in metres
@@ -62,16 +63,6 @@ def _load_json(path: Path, required: bool = True) -> dict | None:
     if not isinstance(d, dict):
         raise FormatError(path, "expected an object keyed by image id")
     return d
-
-
-def _frames(d: Path) -> dict[int, Path]:
-    out: dict[int, Path] = {}
-    if d.is_dir():
-        for f in d.iterdir():
-            m = FRAME_RE.match(f.name)
-            if m:
-                out[int(m.group(1))] = f
-    return out
 
 
 def _matrix(entry: dict, key: str, shape: tuple[int, ...], where: str) -> np.ndarray:
@@ -127,10 +118,10 @@ def import_bop(src: str | Path, dest: str | Path, *, link: bool = False, overwri
     cam_path = src / "scene_camera.json"
     cams = _load_json(cam_path)
     assert cams is not None
-    rgb = _frames(src / "rgb")
+    rgb = list_frame_files(src / "rgb", FRAME_RE)
     if not rgb:
         raise BadInput(src / "rgb", "no images named by image id (like 000000.png)")
-    depth = _frames(src / "depth")
+    depth = list_frame_files(src / "depth", FRAME_RE)
     ids = sorted(rgb)
     for i in ids:
         if str(i) not in cams:
