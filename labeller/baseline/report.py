@@ -148,7 +148,7 @@ def plot_optimizers(curves: dict[str, dict], title: str, dest: str | os.PathLike
             continue
         sm = _smooth(h, max(1, len(h) // 50))
         ax.plot(np.arange(1, len(h) + 1), sm, lw=1.8, ls=styles[n % len(styles)],
-                label=f"{name} (lr {c['lr']:.1e}, final {c['final_loss']:.3f})")
+                label=f"{name} (lr {c['lr']:.1e}, final {c['final_loss']:.3g})")
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
     ax.set_ylabel("training loss, moving average (log scale)")
