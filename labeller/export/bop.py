@@ -37,7 +37,6 @@ from labeller.export.common import (
     ExportConfig,
     ExportSummary,
     MeshArrays,
-    Progress,
     SceneSource,
     bop_json,
     check_out_dir,
@@ -50,9 +49,9 @@ from labeller.export.common import (
     load_mesh_arrays,
     mesh_diameter_m,
     open_sources,
-    run_tasks,
     to_jsonable,
     worker_labels,
+    write_frames,
     write_manifest,
     write_png_hashed,
 )
@@ -262,14 +261,7 @@ def export_bop(cfg: ExportConfig, progress=None) -> ExportSummary:
                               "[\n" + ",\n".join("  " + json.dumps(t, sort_keys=True)
                                                  for t in targets) + "\n]\n")
         totals = {i: (s.name, len(r)) for i, (s, r) in enumerate(zip(sources, rows, strict=True))}
-        bar = Progress(n_frames, "frames", totals, cfg.progress_bars, progress)
-        hashes: dict[str, str] = {}
-        try:
-            for si, n, h in run_tasks(write_frames_task, tasks, cfg.n_workers):
-                hashes.update(h)
-                bar.update(si, n)
-        finally:
-            bar.close()
+        hashes = write_frames(write_frames_task, tasks, n_frames, totals, cfg, progress)
         body = {
             "export_format": "bop", "options": cfg.options(), "classes": class_names,
             "obj_ids": {cls: bop_obj_id(cls, class_names) for cls in models},

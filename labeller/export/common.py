@@ -414,6 +414,22 @@ class Progress:
             self._overall.close()
 
 
+def write_frames(task_fn: Callable, tasks: Sequence, n_frames: int,
+                 totals: dict[int, tuple[str, int]], cfg: ExportConfig,
+                 progress: ProgressCallback | None) -> dict[str, str]:
+    """Run a format's per-frame writer over `tasks` in the pool, with the progress bars;
+    returns the sha256 of every file written (relative path -> hex)."""
+    bar = Progress(n_frames, "frames", totals, cfg.progress_bars, progress)
+    hashes: dict[str, str] = {}
+    try:
+        for si, n, h in run_tasks(task_fn, tasks, cfg.n_workers):
+            hashes.update(h)
+            bar.update(si, n)
+    finally:
+        bar.close()
+    return hashes
+
+
 # --------------------------------------------------------------------------------------
 # Output folder, files and the manifest
 # --------------------------------------------------------------------------------------

@@ -33,7 +33,6 @@ from labeller.errors import BadInput
 from labeller.export.common import (
     ExportConfig,
     ExportSummary,
-    Progress,
     SceneSource,
     bop_json,
     check_out_dir,
@@ -45,9 +44,9 @@ from labeller.export.common import (
     finish_permissions,
     load_mesh_arrays,
     open_sources,
-    run_tasks,
     to_jsonable,
     worker_labels,
+    write_frames,
     write_manifest,
     write_png_hashed,
 )
@@ -289,14 +288,7 @@ def export_props_pose(cfg: ExportConfig, progress=None) -> ExportSummary:
         for t in tasks:
             name, n = totals.get(t[0], (sources[t[0]].name, 0))
             totals[t[0]] = (name, n + len(t[5]))
-        bar = Progress(n_frames, "frames", totals, cfg.progress_bars, progress)
-        hashes: dict[str, str] = {}
-        try:
-            for si, n, h in run_tasks(write_frames_task, tasks, cfg.n_workers):
-                hashes.update(h)
-                bar.update(si, n)
-        finally:
-            bar.close()
+        hashes = write_frames(write_frames_task, tasks, n_frames, totals, cfg, progress)
         body = {
             "export_format": "props-pose", "options": cfg.options(),
             "pose_convention": ("cam_R_m2c/cam_t_m2c hold inv(T_cam_obj) in metres, as the "
