@@ -983,7 +983,8 @@ def _fuse(src: FrameSource, traj: Trajectory, frames: list[int], cfg: TrackConfi
     if n_done == 0:
         return o3d.t.geometry.PointCloud()
     # Surfaces seen at least a few times (fewer when only a few frames were fused).
-    weight = float(min(3.0, max(1.0, n_done / 3.0)))
+    # (Open3D keeps voxels whose weight is strictly above the threshold.)
+    weight = float(min(3.0, max(0.5, (n_done - 1) / 3.0)))
     return vbg.extract_point_cloud(weight_threshold=weight)
 
 
@@ -991,7 +992,15 @@ def _write_cloud(pcd, dest: Path) -> int:
     import open3d as o3d
 
     n = 0 if pcd.is_empty() else int(pcd.point.positions.shape[0])
-    if n and "colors" in pcd.point:
+    if n == 0:
+        # Open3D refuses to write an empty cloud; a very short scene can fuse to nothing
+        # above the TSDF weight threshold. The trajectory is still good: say so, go on.
+        import sys
+
+        print(f"warning: {dest} not written: the fused cloud is empty "
+              f"(too few frames fused for the TSDF)", file=sys.stderr)
+        return 0
+    if "colors" in pcd.point:
         # Fused colours come back as float; 8-bit channels make a standard coloured PLY
         # (red/green/blue uchar) that every reader, Open3D's legacy one included, gets right.
         c = pcd.point.colors.numpy().astype(np.float64)

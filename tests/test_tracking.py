@@ -335,3 +335,18 @@ def test_world_is_the_first_tracked_frame_when_frame_0_fails(synth40, tmp_path):
     gt1 = Trajectory({t: gt[t] for t in range(1, 8)}).reanchored()
     for t in range(1, 8):  # same world as the ground truth re-anchored at frame 1: no alignment
         assert np.linalg.norm(res.trajectory[t][:3, 3] - gt1[t][:3, 3]) < 0.002
+
+
+def test_very_short_scene_still_writes_its_cloud(tmp_path):
+    """8 frames fuse a single keyframe: the cloud must not come out empty (it did once:
+    the TSDF weight threshold equalled the only integration's weight)."""
+    from labeller.synth import SynthConfig
+    from labeller.synth import run as synth_run
+    from labeller.tracking import TrackConfig
+    from labeller.tracking import run as track_run
+
+    scene = tmp_path / "short"
+    synth_run(SynthConfig(scene, frames=8, seed=2, width=320, height=240))
+    res = track_run(TrackConfig(scene=scene, progress_bar=False))
+    assert res.n_tracked == 8
+    assert res.cloud_points > 1000 and (scene / "recon" / "cloud.ply").is_file()
