@@ -38,7 +38,6 @@ from labeller.fileio import sha256_file
 from labeller.importers.writer import (
     ImportCancelled,
     ImportResult,
-    check_frame_pair,
     rigid_or_none,
     scene_writer,
 )
@@ -196,15 +195,9 @@ def import_bop(src: str | Path, dest: str | Path, *, link: bool = False, overwri
         raise BadInput(models_dir, "--models: not a directory")
 
     with scene_writer(dest, overwrite=overwrite, link=link) as w:
-        size = None
         bar = tqdm(total=len(ids), desc="import bop", unit="frame", leave=False)
         for t, i in enumerate(ids):
-            wh = check_frame_pair(rgb[i], depth[i])
-            if size is None:
-                size = wh
-            elif wh != size:
-                raise BadInput(rgb[i], f"size {wh[0]}x{wh[1]} differs from the first image's "
-                                       f"{size[0]}x{size[1]}")
+            w.check_frame(rgb[i], depth[i])
             w.add_rgb(t, rgb[i])
             w.add_depth_file(t, depth[i])
             bar.update(1)
@@ -212,6 +205,7 @@ def import_bop(src: str | Path, dest: str | Path, *, link: bool = False, overwri
                 bar.close()
                 raise ImportCancelled(f"{dest}: import cancelled; nothing written")
         bar.close()
+        size = w.frame_size
         assert size is not None
         w.write_camera(CameraIntrinsics(size[0], size[1], float(K0[0, 0]), float(K0[1, 1]),
                                         float(K0[0, 2]), float(K0[1, 2]), MM_PER_M / ds0))

@@ -40,7 +40,6 @@ from labeller.fileio import sha256_file
 from labeller.importers.writer import (
     ImportCancelled,
     ImportResult,
-    check_frame_pair,
     rigid_or_none,
     scene_writer,
 )
@@ -230,18 +229,13 @@ def import_progresslabeller(src: str | Path, dest: str | Path, *, link: bool = F
     model_src = _model_dir(src, cfg)
 
     with scene_writer(dest, overwrite=overwrite, link=link) as w:
-        size = None
         bar = tqdm(total=len(names), desc="import progresslabeller", unit="frame", leave=False)
         for t, n in enumerate(names):
-            wh = check_frame_pair(rgb[n], depth[n])
-            if size is None:
-                size = wh
+            wh = w.check_frame(rgb[n], depth[n])
+            if t == 0:
                 if tuple(res) not in (wh, wh[::-1]):  # [width, height]; some write [h, w]
                     raise FormatError(cfg_path, f"camera.resolution {res} differs from the "
                                                 f"images' {wh[0]}x{wh[1]} (width, height)")
-            elif wh != size:
-                raise BadInput(rgb[n], f"size {wh[0]}x{wh[1]} differs from the first image's "
-                                       f"{size[0]}x{size[1]}")
             w.add_rgb(t, rgb[n])
             w.add_depth_file(t, depth[n])
             bar.update(1)
@@ -249,6 +243,7 @@ def import_progresslabeller(src: str | Path, dest: str | Path, *, link: bool = F
                 bar.close()
                 raise ImportCancelled(f"{dest}: import cancelled; nothing written")
         bar.close()
+        size = w.frame_size
         assert size is not None
         w.write_camera(CameraIntrinsics(size[0], size[1], float(K[0, 0]), float(K[1, 1]),
                                         float(K[0, 2]), float(K[1, 2]), 1.0 / depth_m_per_unit))

@@ -25,7 +25,6 @@ from labeller.fileio import read_image
 from labeller.importers.writer import (
     ImportCancelled,
     ImportResult,
-    check_frame_pair,
     rigid_or_none,
     scene_writer,
 )
@@ -160,16 +159,10 @@ def import_7scenes(src: str | Path, dest: str | Path, *, link: bool = False,
                         f"(first: {no_pose[0]}.pose.txt); they are left out of gt/trajectory.txt")
 
     with scene_writer(dest, overwrite=overwrite, link=link) as w:
-        size = None
         bar = tqdm(total=len(frames), desc="import 7scenes", unit="frame", leave=False)
         for t, ((_stem, color), dpath) in enumerate(zip(frames, depth_paths, strict=True)):
             depth = read_image(dpath)
-            wh = check_frame_pair(color, depth, dpath)
-            if size is None:
-                size = wh
-            elif wh != size:
-                raise BadInput(color, f"size {wh[0]}x{wh[1]} differs from the first frame's "
-                                      f"{size[0]}x{size[1]}")
+            w.check_frame(color, depth, dpath)
             w.add_rgb(t, color)
             invalid = depth == SEVENSCENES_INVALID_DEPTH
             if invalid.any():
@@ -181,6 +174,7 @@ def import_7scenes(src: str | Path, dest: str | Path, *, link: bool = False,
                 bar.close()
                 raise ImportCancelled(f"{dest}: import cancelled; nothing written")
         bar.close()
+        size = w.frame_size
         assert size is not None
         w.write_camera(CameraIntrinsics(size[0], size[1], fx, fy, cx, cy,
                                         SEVENSCENES_DEPTH_SCALE))

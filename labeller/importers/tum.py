@@ -27,7 +27,7 @@ from tqdm import tqdm
 from labeller.camera import CameraIntrinsics
 from labeller.errors import BadInput
 from labeller.fileio import read_image
-from labeller.importers.writer import ImportCancelled, ImportResult, check_frame_pair, scene_writer
+from labeller.importers.writer import ImportCancelled, ImportResult, scene_writer
 from labeller.poses import matrix_to_quat_xyzw, quat_xyzw_to_matrix
 from labeller.trajectory import TimedTrajectory, Trajectory
 
@@ -213,17 +213,11 @@ def import_tum(src: str | Path, dest: str | Path, *, link: bool = False, overwri
                             "outside the ground truth (or in a gap of it); they have no gt pose")
 
     with scene_writer(dest, overwrite=overwrite, link=link) as w:
-        size = None
         bar = tqdm(total=len(pairs), desc="import tum", unit="frame", leave=False)
         for t, (i, j) in enumerate(pairs):
             rgb_path, depth_path = rgb_entries[i][1], depth_entries[j][1]
             depth = read_image(depth_path)
-            wh = check_frame_pair(rgb_path, depth, depth_path)
-            if size is None:
-                size = wh
-            elif wh != size:
-                raise BadInput(rgb_path, f"size {wh[0]}x{wh[1]} differs from the first frame's "
-                                         f"{size[0]}x{size[1]}")
+            w.check_frame(rgb_path, depth, depth_path)
             w.add_rgb(t, rgb_path)
             w.add_depth_file(t, depth_path)
             bar.update(1)
@@ -231,6 +225,7 @@ def import_tum(src: str | Path, dest: str | Path, *, link: bool = False, overwri
                 bar.close()
                 raise ImportCancelled(f"{dest}: import cancelled; nothing written")
         bar.close()
+        size = w.frame_size
         assert size is not None
         w.write_camera(CameraIntrinsics(size[0], size[1], fx, fy, cx, cy, TUM_DEPTH_SCALE))
         w.write_timestamps({t: float(s) for t, s in enumerate(frame_stamps)})

@@ -93,9 +93,23 @@ class SceneWriter:
         self.n_copied = 0
         self.n_rewritten = 0
         self.warnings: list[str] = []
+        self.frame_size: tuple[int, int] | None = None  # (width, height) of the first frame
         self._link_failed = False
         self.paths.rgb_dir.mkdir(parents=True, exist_ok=True)
         self.paths.depth_dir.mkdir(parents=True, exist_ok=True)
+
+    def check_frame(self, rgb_path: Path, depth: np.ndarray | Path,
+                    where_depth: Path | None = None) -> tuple[int, int]:
+        """`check_frame_pair`, and every frame of the scene has the first frame's size.
+
+        Returns (width, height); the first frame's is kept in `frame_size`."""
+        wh = check_frame_pair(rgb_path, depth, where_depth)
+        if self.frame_size is None:
+            self.frame_size = wh
+        elif wh != self.frame_size:
+            raise BadInput(rgb_path, f"size {wh[0]}x{wh[1]} differs from the first frame's "
+                                     f"{self.frame_size[0]}x{self.frame_size[1]}")
+        return wh
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
