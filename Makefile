@@ -45,7 +45,7 @@ demo: setup
 	$(VENV)/bin/labeller demo
 
 lint: setup
-	$(VENV)/bin/ruff check labeller gui pipelines tests bench
+	$(VENV)/bin/ruff check labeller tests bench
 	$(VENV)/bin/lint-imports
 
 test: lint

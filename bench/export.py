@@ -29,7 +29,7 @@ PUBLISHED_IMAGES = 60_000
 
 
 def build_scenes(root: Path, frames: int, copies: int) -> list[Path]:
-    from labeller.classes import PROPS_CLASS_NAMES
+    from labeller.core.classes import PROPS_CLASS_NAMES
     from labeller.propagate import PropagateConfig
     from labeller.propagate import run as propagate
     from labeller.synth import SynthConfig

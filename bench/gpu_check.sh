@@ -39,7 +39,7 @@ import numpy as np
 
 from labeller.baseline import BaselineConfig, format_table, run
 from labeller.baseline.data import write_props
-from labeller.classes import PROPS_CLASS_NAMES
+from labeller.core.classes import PROPS_CLASS_NAMES
 
 out = Path(sys.argv[1])
 rng = np.random.default_rng(0)

@@ -3,12 +3,12 @@
 Measures, in one run, on a synthetic 640x480 scene with 6 objects (the YCB meshes, 16k
 triangles each, when ../shared/data/ycb_models is there; procedural stand-ins otherwise):
 
-  core/full      labeller.overlay: full-resolution render + RGBA composition per step
+  core/full      labeller.geometry.overlay: full-resolution render + RGBA composition per step
   core/preview   the same at half resolution (the preview shown during a drag)
   core/rescan    every object recast each step (a camera change: scrubbing frames)
   core/rescan-pv the same as a half-resolution preview
   peer/naive     rebuild one ray-casting scene of all objects and cast the whole frame
-                 per step (labeller.render.ObjectRenderer used directly)
+                 per step (labeller.geometry.render.ObjectRenderer used directly)
   gui/drag       the real window (offscreen): mouse-move events drive a drag as fast as
                  the UI thread takes them; counts overlays actually drawn per second
                  (worker thread, stale requests dropped, QPixmap upload included)
@@ -41,9 +41,14 @@ def make_scene(out: Path) -> Path:
 
 
 def core(scene: Path, steps: int) -> dict[str, float]:
-    from labeller.document import DocumentModel
-    from labeller.overlay import OverlayObject, OverlayRenderer, drag_translate, model_centre
-    from labeller.render import ObjectRenderer
+    from labeller.annotate.document import DocumentModel
+    from labeller.geometry.overlay import (
+        OverlayObject,
+        OverlayRenderer,
+        drag_translate,
+        model_centre,
+    )
+    from labeller.geometry.render import ObjectRenderer
 
     m = DocumentModel.open(scene, YCB if YCB.is_dir() else None)
     cam = m.camera
@@ -95,7 +100,7 @@ def gui_drag(scene: Path, seconds: float) -> tuple[float, float, int, int]:
     from PySide6.QtGui import QMouseEvent
     from PySide6.QtWidgets import QApplication
 
-    from gui.app import MainWindow
+    from labeller.gui.app import MainWindow
 
     app = QApplication.instance() or QApplication([])
     w = MainWindow(YCB if YCB.is_dir() else None)

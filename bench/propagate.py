@@ -45,9 +45,9 @@ def make_scene(path: Path, frames: int) -> None:
 
 def make_prefix_scene(src: Path, dst: Path, frames: int) -> None:
     """The first `frames` frames of `src`, hard-linked (no copies), with its own trajectory."""
-    from labeller.annotations import AnnotationDocument
-    from labeller.fileio import sha256_file
-    from labeller.trajectory import Trajectory
+    from labeller.core.fileio import sha256_file
+    from labeller.formats.annotations import AnnotationDocument
+    from labeller.formats.trajectory import Trajectory
 
     if dst.exists():
         return
@@ -138,7 +138,7 @@ def naive_peer(scene: Path, n: int = 30) -> tuple[float, float, float, float]:
 def read_speed(scene: Path, n: int = 200) -> float:
     import numpy as np
 
-    from labeller.labels import Labels
+    from labeller.formats.labels import Labels
 
     t0 = time.perf_counter()
     with Labels.open(scene / "labels" / "labels.h5") as L:

@@ -39,9 +39,9 @@ import json, resource, sys, time
 from pathlib import Path
 import numpy as np
 import open3d  # noqa: F401  (imports before measuring)
-from labeller.tracking import TrackConfig, run
-from labeller.trajectory import Trajectory
-from labeller.trajectory_eval import ate, rpe, tracked_fraction, longest_gap
+from labeller.track import TrackConfig, run
+from labeller.formats.trajectory import Trajectory
+from labeller.evaluate.trajectory import ate, rpe, tracked_fraction, longest_gap
 
 scene, mode = Path(sys.argv[1]), sys.argv[2]
 base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -79,7 +79,7 @@ def ensure_synth(work: Path, seed: int, frames: int) -> Path:
 
 def prefix_scene(src: Path, dest: Path, n: int) -> Path:
     """The first n frames of `src` as a scene (hard links), with its ground truth cut to n."""
-    from labeller.trajectory import Trajectory
+    from labeller.formats.trajectory import Trajectory
 
     if (dest / "gt" / "trajectory.txt").is_file():
         return dest
@@ -103,7 +103,7 @@ def ensure_kitchen(work: Path) -> Path | None:
         return None
     out = work / "kitchen"
     if not (out / "gt" / "trajectory.txt").is_file():
-        subprocess.run([sys.executable, "-m", "pipelines.cli", "import", "7scenes", str(SEVEN),
+        subprocess.run([sys.executable, "-m", "labeller.cli.main", "import", "7scenes", str(SEVEN),
                         str(out), "--overwrite"], check=True, cwd=ROOT)
     return out
 

@@ -1,7 +1,9 @@
 """labeller: turn recorded RGB-D video of objects into labelled datasets.
 
-The core library. It never imports Qt: the GUI (`gui/`) listens to the document model
-defined here, and the batch stages (`pipelines/`) call into it.
+Packages by role, bottom to top (docs/design.md, "Layout"; import-linter enforces it):
+`core` → `formats` → `geometry` → the stages (`track`, `propagate`, `export`, `synth`,
+`importers`, `baseline`, `evaluate`) → `annotate` (the Qt-free app model) → `gui`
+(PySide6) → `cli`. Only `labeller.gui` imports Qt.
 """
 
 __version__ = "0.1.0"

@@ -10,11 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-from labeller.annotations import AnnotationDocument
-from labeller.document import DocumentModel, available_classes
-from labeller.errors import BadInput, ModelError, SceneError
-from labeller.fileio import sha256_file
-from labeller.poses import make_pose
+from labeller.annotate.document import DocumentModel, available_classes
+from labeller.core.errors import BadInput, ModelError, SceneError
+from labeller.core.fileio import sha256_file
+from labeller.core.poses import make_pose
+from labeller.formats.annotations import AnnotationDocument
 from labeller.synth import SynthConfig, run
 from tests.helpers import ROOT
 
@@ -130,7 +130,7 @@ def test_save_stamps_trajectory_sha_and_round_trips(scene):
 
 
 def test_failed_save_leaves_previous_file_and_stays_dirty(scene, monkeypatch):
-    import labeller.fileio
+    import labeller.core.fileio
 
     m = DocumentModel.open(scene)
     before = (scene / "annotations.json").read_bytes()
@@ -139,7 +139,7 @@ def test_failed_save_leaves_previous_file_and_stays_dirty(scene, monkeypatch):
     def fail(src, dst):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(labeller.fileio.os, "replace", fail)
+    monkeypatch.setattr(labeller.core.fileio.os, "replace", fail)
     with pytest.raises(BadInput, match="annotations.json: could not save .Permission denied"):
         m.save()
     assert (scene / "annotations.json").read_bytes() == before
@@ -230,7 +230,7 @@ def test_autosave_side_file(scene):
 def test_core_never_imports_qt():
     """The document and overlay modules load without PySide6 (napari-style layering)."""
     code = ("import sys; sys.modules['PySide6'] = None; "
-            "import labeller.document, labeller.overlay; print('ok')")
+            "import labeller.annotate.document, labeller.geometry.overlay; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     lint = ROOT / ".venv" / "bin" / "lint-imports"

@@ -19,8 +19,11 @@ import h5py
 import numpy as np
 import pytest
 
-from labeller.camera import CameraIntrinsics
-from labeller.classes import BY_NAME, PROPS_CLASS_NAMES
+from labeller.cli.main import main as cli_main
+from labeller.core.camera import CameraIntrinsics
+from labeller.core.classes import BY_NAME, PROPS_CLASS_NAMES
+from labeller.core.fileio import sha256_file
+from labeller.core.poses import inv_pose
 from labeller.export import ExportConfig, ExportWarning, run
 from labeller.export.bop import bop_obj_id, symmetries
 from labeller.export.props_pose import (
@@ -29,12 +32,9 @@ from labeller.export.props_pose import (
     PROPS_POSE_STORES_INVERSE,
     frame_instances,
 )
-from labeller.fileio import sha256_file
-from labeller.labels import Labels
-from labeller.models import load_model, resolve_model_path
-from labeller.poses import inv_pose
-from labeller.scene import Scene
-from pipelines.cli import main as cli_main
+from labeller.formats.labels import Labels
+from labeller.formats.models import load_model, resolve_model_path
+from labeller.formats.scene import Scene
 from tests.helpers import SHARED_DATA
 from tests.test_export_props import copy_scene, labelled_scenes, make_labelled_scene  # noqa: F401
 
@@ -460,7 +460,7 @@ def test_bop_cli_and_existing_output(labelled_scenes, bop_dataset, capsys):
 def test_bop_other_class_and_ycb_model_attribution(labelled_scenes, tmp_path):
     """A class outside PROPS gets 100 + its index; a YCB mesh brings its licence along
     (annotations edited, propagated again)."""
-    from labeller.annotations import AnnotationDocument
+    from labeller.formats.annotations import AnnotationDocument
     from labeller.propagate import PropagateConfig
     from labeller.propagate import run as propagate
 

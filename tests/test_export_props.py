@@ -18,8 +18,10 @@ import h5py
 import numpy as np
 import pytest
 
-from labeller.classes import PROPS_CLASS_NAMES
-from labeller.errors import BadInput, FormatError
+from labeller.cli.main import main as cli_main
+from labeller.core.classes import PROPS_CLASS_NAMES
+from labeller.core.errors import BadInput, FormatError
+from labeller.core.fileio import sha256_file
 from labeller.export import ExportCancelled, ExportConfig, ExportWarning, run
 from labeller.export.common import (
     crop_resize,
@@ -30,8 +32,6 @@ from labeller.export.common import (
     spread_quota,
 )
 from labeller.export.props import CACHE_NAME, PROPS_DIR, ShortfallError
-from labeller.fileio import sha256_file
-from pipelines.cli import main as cli_main
 from tests.helpers import snapshot
 
 SCENE_CLASSES = ["cracker_box", "tomato_soup_can", "mug", "gelatin_box"]
@@ -267,7 +267,7 @@ def test_pick_evenly_and_spread_quota():
 def test_candidates_follow_the_filters(labelled_scenes, tmp_path):
     """visib_fract >= min_visib, larger visible side >= min_size, not flagged: exactly the
     object-frames that pass are candidates."""
-    from labeller.labels import Labels
+    from labeller.formats.labels import Labels
 
     scene = copy_scene(labelled_scenes[0], tmp_path / "scene_a")
     other = copy_scene(labelled_scenes[1], tmp_path / "scene_b")
@@ -293,7 +293,7 @@ def test_candidates_follow_the_filters(labelled_scenes, tmp_path):
 
 
 def test_crop_is_a_padded_square_resized_with_area_interpolation(dataset, labelled_scenes):
-    from labeller.fileio import read_image
+    from labeller.core.fileio import read_image
 
     with h5py.File(dataset / "crops.h5", "r") as f:
         for j in (0, 17, len(f["crops"]) - 1):
@@ -321,7 +321,7 @@ def test_crop_at_the_border_is_padded_black():
 
 
 def test_contact_sheet_rows_are_classes(dataset):
-    from labeller.fileio import read_image
+    from labeller.core.fileio import read_image
 
     img = read_image(dataset / "contact_sheet.png")
     assert img.shape[0] == 4 + len(SCENE_CLASSES) * (96 + 4)

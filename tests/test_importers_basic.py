@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 import pytest
 
-from labeller.camera import CameraIntrinsics
+from labeller.cli.main import main as cli
+from labeller.core.camera import CameraIntrinsics
+from labeller.core.poses import axis_angle_to_matrix, inv_pose, make_pose, matrix_to_quat_xyzw
+from labeller.formats.scene import Scene
+from labeller.formats.trajectory import TimedTrajectory, Trajectory
 from labeller.importers import FORMATS, import_scene
 from labeller.importers.tum import associate, interpolate_poses
-from labeller.poses import axis_angle_to_matrix, inv_pose, make_pose, matrix_to_quat_xyzw
-from labeller.scene import Scene
-from labeller.trajectory import TimedTrajectory, Trajectory
-from pipelines.cli import main as cli
 from tests.helpers import snapshot
 
 SEVEN = "rgbd/sevenscenes_kitchen"

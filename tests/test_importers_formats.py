@@ -10,14 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from labeller.poses import (
+from labeller.cli.main import main as cli
+from labeller.core.poses import (
     axis_angle_to_matrix,
     inv_pose,
     make_pose,
     matrix_to_quat_wxyz,
 )
-from labeller.scene import Scene
-from pipelines.cli import main as cli
+from labeller.formats.scene import Scene
 from tests.helpers import SHARED_DATA, snapshot
 
 T_EXT = make_pose(axis_angle_to_matrix([0.2, 1.0, 0.3], 0.7), [1.0, -2.0, 0.5])
@@ -40,7 +40,7 @@ def synth(tmp_path_factory) -> Path:
 
 def _gt(synth: Path):
     s = Scene(synth)
-    from labeller.annotations import AnnotationDocument
+    from labeller.formats.annotations import AnnotationDocument
 
     return s, s.gt_trajectory(), AnnotationDocument.read(s.paths.gt_annotations)
 
@@ -69,7 +69,7 @@ def _write_bop(synth: Path, root: Path, bop_depth_scale: float = 0.1, ids=None) 
             entries = []
             for k, o in enumerate(doc.objects):
                 T_c_o = inv_pose(gt[t]) @ o.T_world_obj
-                from labeller.classes import BY_NAME
+                from labeller.core.classes import BY_NAME
 
                 oid = ids[k] if ids else BY_NAME[o.class_name].ycbv_id
                 entries.append({"obj_id": oid, "cam_R_m2c": T_c_o[:3, :3].reshape(-1).tolist(),
@@ -111,7 +111,7 @@ def test_bop_round_trip_poses_depth_and_models(synth, tmp_path, bop_models, caps
     for a, b in zip(ann.objects, doc.objects, strict=True):
         np.testing.assert_allclose(a.T_world_obj, b.T_world_obj, atol=1e-6)
     # The mm model became metres.
-    from labeller.models import load_model
+    from labeller.formats.models import load_model
 
     can = next(o for o in ann.objects if o.class_name == "master_chef_can")
     assert can.model == "models/master_chef_can.ply"
@@ -124,7 +124,7 @@ def test_bop_round_trip_poses_depth_and_models(synth, tmp_path, bop_models, caps
 
 
 def test_bop_non_ycbv_ids_without_models_go_to_gt(synth, tmp_path, capsys):
-    from labeller.annotations import AnnotationDocument
+    from labeller.formats.annotations import AnnotationDocument
 
     src = _write_bop(synth, tmp_path / "bop", ids=[77, 14])
     dest = tmp_path / "scene"
@@ -267,7 +267,7 @@ def test_progresslabeller_flow_style_yaml_and_untracked_frame(synth, tmp_path):
 
 
 def test_progresslabeller_without_models_keeps_objects_as_gt(synth, tmp_path, capsys):
-    from labeller.annotations import AnnotationDocument
+    from labeller.formats.annotations import AnnotationDocument
 
     src = _write_progresslabeller(synth, tmp_path / "pl")
     shutil.rmtree(src / "model")

@@ -8,8 +8,9 @@ import h5py
 import numpy as np
 import pytest
 
-from labeller.errors import FormatError
-from labeller.labels import (
+from labeller.cli.main import main as cli_main
+from labeller.core.errors import FormatError
+from labeller.formats.labels import (
     LABELS_FORMAT,
     LABELS_VERSION,
     OBJECT_FIELDS,
@@ -21,7 +22,6 @@ from labeller.labels import (
     compress_mask,
     flag_rule,
 )
-from pipelines.cli import main as cli_main
 
 H, W = 12, 16
 IDS = (3, 7)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from labeller.poses import (
+from labeller.core.poses import (
     add_error,
     adds_error,
     axis_angle_to_matrix,
@@ -18,7 +18,7 @@ from labeller.poses import (
     transform_points,
     translation_error_m,
 )
-from labeller.trajectory import TimedTrajectory, Trajectory
+from labeller.formats.trajectory import TimedTrajectory, Trajectory
 
 
 def random_pose(rng):

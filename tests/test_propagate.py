@@ -10,15 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labeller.annotations import AnnotationDocument, ObjectAnnotation, perturbed
-from labeller.camera import CameraIntrinsics
-from labeller.classes import BY_NAME
-from labeller.depth_check import ray_length_factor
-from labeller.errors import BadInput
-from labeller.fileio import read_image, sha256_file
-from labeller.labels import OBJECT_FIELDS, Labels
-from labeller.models import load_model
-from labeller.poses import inv_pose, make_pose, quat_wxyz_to_matrix, translation_error_m
+from labeller.cli.main import main as cli_main
+from labeller.core.camera import CameraIntrinsics
+from labeller.core.classes import BY_NAME
+from labeller.core.errors import BadInput
+from labeller.core.fileio import read_image, sha256_file
+from labeller.core.poses import inv_pose, make_pose, quat_wxyz_to_matrix, translation_error_m
+from labeller.formats.annotations import AnnotationDocument, ObjectAnnotation, perturbed
+from labeller.formats.labels import OBJECT_FIELDS, Labels
+from labeller.formats.models import load_model
+from labeller.formats.scene import Scene
+from labeller.formats.trajectory import Trajectory
+from labeller.geometry.depth_check import ray_length_factor
+from labeller.geometry.render import ObjectRenderer, mask_bbox
 from labeller.propagate import (
     Cancelled,
     FrameLabeller,
@@ -28,10 +32,6 @@ from labeller.propagate import (
     run,
     scene_lock,
 )
-from labeller.render import ObjectRenderer, mask_bbox
-from labeller.scene import Scene
-from labeller.trajectory import Trajectory
-from pipelines.cli import main as cli_main
 from tests.helpers import SHARED_DATA, snapshot
 
 FRAMES = 16

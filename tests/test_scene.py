@@ -10,14 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from labeller.annotations import AnnotationDocument, ObjectAnnotation
-from labeller.camera import CameraIntrinsics
-from labeller.errors import BadInput, ModelError
-from labeller.models import load_model
-from labeller.poses import make_pose, quat_wxyz_to_matrix
-from labeller.render import ObjectRenderer
-from labeller.scene import Scene, scene_problems
-from pipelines.cli import main as cli
+from labeller.cli.main import main as cli
+from labeller.core.camera import CameraIntrinsics
+from labeller.core.errors import BadInput, ModelError
+from labeller.core.poses import make_pose, quat_wxyz_to_matrix
+from labeller.formats.annotations import AnnotationDocument, ObjectAnnotation
+from labeller.formats.models import load_model
+from labeller.formats.scene import Scene, scene_problems
+from labeller.geometry.render import ObjectRenderer
 from tests.helpers import snapshot, write_tiny_scene
 
 
@@ -45,7 +45,7 @@ def test_rgb_is_rgb_not_bgr(tmp_path):
     root = write_tiny_scene(tmp_path / "s", n=1)
     img = np.zeros((24, 32, 3), np.uint8)
     img[..., 0] = 255  # red in RGB
-    from labeller.fileio import write_image
+    from labeller.core.fileio import write_image
 
     write_image(root / "rgb" / "000000.png", img)
     assert Scene(root).rgb(0)[0, 0].tolist() == [255, 0, 0]

@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labeller.annotations import AnnotationDocument
-from labeller.camera import CameraIntrinsics
-from labeller.classes import BY_NAME, PROPS_CLASS_NAMES
-from labeller.errors import BadInput
-from labeller.fileio import read_image, sha256_file
-from labeller.models import load_model, resolve_model_path
-from labeller.poses import inv_pose, rotation_error_deg, translation_error_m
-from labeller.scene import scene_problems
+from labeller.cli.main import main as cli_main
+from labeller.core.camera import CameraIntrinsics
+from labeller.core.classes import BY_NAME, PROPS_CLASS_NAMES
+from labeller.core.errors import BadInput
+from labeller.core.fileio import read_image, sha256_file
+from labeller.core.poses import inv_pose, rotation_error_deg, translation_error_m
+from labeller.formats.annotations import AnnotationDocument
+from labeller.formats.models import load_model, resolve_model_path
+from labeller.formats.scene import scene_problems
+from labeller.formats.trajectory import Trajectory
 from labeller.synth import Cancelled, SynthConfig, SynthWorld, depth_noise_sigma_m, run
-from labeller.trajectory import Trajectory
-from pipelines.cli import main as cli_main
 
 YCB = Path(__file__).resolve().parents[2] / "shared" / "data" / "ycb_models"
 W, H = 320, 240
@@ -264,7 +264,7 @@ def test_other_seed_other_scene(tmp_path):
 
 
 def test_same_class_looks_the_same_across_scenes(tmp_path):
-    from labeller.procedural import class_mesh, class_texture
+    from labeller.synth.procedural import class_mesh, class_texture
 
     a = class_texture("mug")
     assert np.array_equal(a, class_texture("mug"))
@@ -323,7 +323,7 @@ def test_refuses_to_overwrite(tmp_path, capsys):
 
 
 def _lib_with_only_mug(tmp_path: Path) -> Path:
-    from labeller.procedural import write_class_model
+    from labeller.synth.procedural import write_class_model
 
     lib = tmp_path / "lib"
     write_class_model("mug", lib / "mug" / "mug.ply")

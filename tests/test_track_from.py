@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labeller.annotations import AnnotationDocument, ObjectAnnotation
-from labeller.external_trajectory import guess_format
-from labeller.fileio import sha256_file
-from labeller.poses import inv_pose, matrix_to_quat_wxyz
-from labeller.scene import Scene
-from labeller.trajectory import TimedTrajectory, Trajectory
-from pipelines.cli import main as cli
+from labeller.cli.main import main as cli
+from labeller.core.fileio import sha256_file
+from labeller.core.poses import inv_pose, matrix_to_quat_wxyz
+from labeller.formats.annotations import AnnotationDocument, ObjectAnnotation
+from labeller.formats.scene import Scene
+from labeller.formats.trajectory import TimedTrajectory, Trajectory
+from labeller.track.external import guess_format
 from tests.helpers import snapshot, write_tiny_scene
 
 N = 12
@@ -80,7 +80,7 @@ def test_orbslam3_keyframes_in_ns_leave_other_frames_untracked(gt_timed, tmp_pat
 
 
 def _poses(n: int) -> dict[int, np.ndarray]:
-    from labeller.poses import axis_angle_to_matrix, make_pose
+    from labeller.core.poses import axis_angle_to_matrix, make_pose
 
     return {t: make_pose(axis_angle_to_matrix([0.3, 1.0, -0.2], 0.1 * t + 0.5),
                          [0.1 * t, -0.05 * t, 1.0 + 0.02 * t]) for t in range(n)}

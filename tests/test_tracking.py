@@ -13,14 +13,14 @@ import cv2
 import numpy as np
 import pytest
 
-from labeller.annotations import AnnotationDocument
-from labeller.fileio import sha256_file
-from labeller.poses import make_pose
-from labeller.scene import Scene
-from labeller.tracking import FrameSource, TrackConfig, _Tracker, read_report, run
-from labeller.trajectory import Trajectory
-from labeller.trajectory_eval import ate, longest_gap, rpe, tracked_fraction, umeyama_alignment
-from pipelines.cli import main as cli
+from labeller.cli.main import main as cli
+from labeller.core.fileio import sha256_file
+from labeller.core.poses import make_pose
+from labeller.evaluate.trajectory import ate, longest_gap, rpe, tracked_fraction, umeyama_alignment
+from labeller.formats.annotations import AnnotationDocument
+from labeller.formats.scene import Scene
+from labeller.formats.trajectory import Trajectory
+from labeller.track import FrameSource, TrackConfig, _Tracker, read_report, run
 from tests.helpers import SHARED_DATA, snapshot
 
 N = 40
@@ -295,7 +295,7 @@ def test_track_7scenes_clip_within_3cm(tmp_path):
 def test_umeyama_recovers_a_rigid_motion():
     rng = np.random.default_rng(0)
     P = rng.normal(size=(50, 3))
-    from labeller.poses import axis_angle_to_matrix
+    from labeller.core.poses import axis_angle_to_matrix
 
     R = axis_angle_to_matrix([1, 2, 3], 0.8)
     Q = P @ R.T + [0.5, -1, 2]
@@ -306,7 +306,7 @@ def test_umeyama_recovers_a_rigid_motion():
 
 
 def test_ate_rpe_and_gaps():
-    from labeller.poses import axis_angle_to_matrix
+    from labeller.core.poses import axis_angle_to_matrix
 
     gt = Trajectory({t: make_pose(np.eye(3), [0.01 * t, 0, 0]) for t in range(10)})
     # The estimate lives in another world frame and is 1 mm off at frame 5 only.
@@ -342,8 +342,8 @@ def test_very_short_scene_still_writes_its_cloud(tmp_path):
     the TSDF weight threshold equalled the only integration's weight)."""
     from labeller.synth import SynthConfig
     from labeller.synth import run as synth_run
-    from labeller.tracking import TrackConfig
-    from labeller.tracking import run as track_run
+    from labeller.track import TrackConfig
+    from labeller.track import run as track_run
 
     scene = tmp_path / "short"
     synth_run(SynthConfig(scene, frames=8, seed=2, width=320, height=240))

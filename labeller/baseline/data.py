@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from labeller.classes import PROPS_CLASS_NAMES
-from labeller.errors import BadInput, FormatError
+from labeller.core.classes import PROPS_CLASS_NAMES
+from labeller.core.errors import BadInput, FormatError
 
 PROPS_FOLDER = "Progress-Objects-Sample"
 META_FILE = "meta.pkl"
@@ -407,7 +407,7 @@ def write_props(
     returns the `Progress-Objects-Sample` folder under `out_dir`. Plain pickles, as
     the course loaders expect (only dicts, lists and numpy arrays inside).
     """
-    from labeller.fileio import atomic_write_bytes
+    from labeller.core.fileio import atomic_write_bytes
 
     root = Path(out_dir) / PROPS_FOLDER
     root.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from labeller.errors import BadInput
+from labeller.core.errors import BadInput
 
 K_CHOICES = (1, 3, 5, 8, 10, 12, 15, 20, 50, 100)
 DEFAULT_CHUNK_BYTES = 64 << 20  # one block of distances: 64 MiB

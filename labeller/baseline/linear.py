@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from labeller.errors import BadInput
+from labeller.core.errors import BadInput
 
 LOSSES = ("svm", "softmax")
 REG_TYPES = ("l2", "l1")

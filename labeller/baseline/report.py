@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labeller.errors import BadInput, FormatError
+from labeller.core.errors import BadInput, FormatError
 
 CHECKPOINT_FORMAT = "labeller-baseline-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -47,7 +47,7 @@ def _pyplot():
 
 
 def _save(fig, dest: Path) -> None:
-    from labeller.fileio import atomic_path
+    from labeller.core.fileio import atomic_path
 
     with atomic_path(dest) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
@@ -212,7 +212,7 @@ def save_checkpoint(dest: str | os.PathLike, *, model: str, W, b, bias: str, cla
     hyperparameters and the run's config. Tensors and plain types only."""
     import torch
 
-    from labeller.fileio import atomic_path
+    from labeller.core.fileio import atomic_path
 
     payload = {
         "format": CHECKPOINT_FORMAT,

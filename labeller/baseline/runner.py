@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labeller.errors import BadInput
+from labeller.core.errors import BadInput
 
 MODELS = ("knn", "svm", "softmax")
 K_CHOICES = (1, 3, 5, 8, 10, 12, 15, 20, 50, 100)
@@ -313,7 +313,7 @@ def run(cfg: BaselineConfig) -> dict:
 
     from labeller.baseline.data import find_props_root, load_props, preprocess
     from labeller.baseline.knn import resolve_device
-    from labeller.fileio import atomic_write_json
+    from labeller.core.fileio import atomic_write_json
 
     dev = resolve_device(cfg.device)  # fails fast on --device cuda without a GPU
     root = find_props_root(cfg.data_dir)
@@ -395,7 +395,7 @@ def predict_paths(checkpoint, paths, device: str = "cpu") -> list[dict]:
         per_class_accuracy,
         predict_with_checkpoint,
     )
-    from labeller.fileio import read_image
+    from labeller.core.fileio import read_image
 
     dev = resolve_device(device)
     ck = load_checkpoint(checkpoint)

@@ -31,8 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from labeller.classes import BOP_OTHER_ID_BASE, BY_NAME
-from labeller.errors import BadInput
+from labeller.core.classes import BOP_OTHER_ID_BASE, BY_NAME
+from labeller.core.errors import BadInput
+from labeller.core.fileio import atomic_dir, atomic_write_text
+from labeller.core.poses import inv_pose
 from labeller.export.common import (
     ExportConfig,
     ExportSummary,
@@ -55,8 +57,6 @@ from labeller.export.common import (
     write_manifest,
     write_png_hashed,
 )
-from labeller.fileio import atomic_dir, atomic_write_text
-from labeller.poses import inv_pose
 
 M_TO_MM = 1000.0
 # bop19 test targets: instances at least this visible (BOP's own choice for its targets).
@@ -72,7 +72,7 @@ def bop_obj_id(class_name: str, class_names: list[str]) -> int:
 
 
 def symmetries(class_name: str, vertices_mm: np.ndarray) -> dict:
-    """models_info symmetry fields from the per-class table (labeller.classes).
+    """models_info symmetry fields from the per-class table (labeller.core.classes).
 
     A class with a `symmetry_axis` (the cans about z, the marker about y) turns freely
     about that axis, through the centre of the model's bounding box: BOP's

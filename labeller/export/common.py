@@ -24,10 +24,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from labeller.classes import BY_NAME, PROPS_CLASS_NAMES
-from labeller.errors import BadInput, FormatError, LabellerError, SceneError
-from labeller.fileio import sha256_file
-from labeller.scene import Scene
+from labeller.core.classes import BY_NAME, PROPS_CLASS_NAMES
+from labeller.core.errors import BadInput, FormatError, LabellerError, SceneError
+from labeller.core.fileio import sha256_file
+from labeller.formats.scene import Scene
 
 MANIFEST_FORMAT = "labeller-export"
 MANIFEST_VERSION = 1
@@ -60,7 +60,7 @@ class ExportWarning(UserWarning):
 class SceneSource:
     """One scene given on the command line and the bulk arrays of its labels.h5.
 
-    Read with `labeller.labels.Labels` (schema in docs/labels_h5.md). Poses in metres
+    Read with `labeller.formats.labels.Labels` (schema in docs/labels_h5.md). Poses in metres
     (T_cam_obj: (F, O, 4, 4), T_world_cam: (F, 4, 4)); boxes BOP [x, y, w, h] (F, O, 4),
     [-1, -1, -1, -1] for an empty mask; counts and fractions (F, O). Masks, boxes and
     scores describe the propagated pose `T_cam_obj` (an ICP correction is stored beside
@@ -117,7 +117,7 @@ def open_scene_source(root: str | os.PathLike, index: int = 0) -> SceneSource:
     Raises SceneError / FormatError naming the file: no labels yet, a run that did not
     finish, another format or version, or labels for another frame size.
     """
-    from labeller.labels import Labels
+    from labeller.formats.labels import Labels
 
     root = Path(root)
     if not root.is_dir():
@@ -153,7 +153,7 @@ MAX_OPEN_LABELS = 8
 
 def worker_labels(path: str | os.PathLike):
     """A `Labels` reader kept open per process (workers read masks frame by frame)."""
-    from labeller.labels import Labels
+    from labeller.formats.labels import Labels
 
     key = str(path)
     lab = _worker_labels.pop(key, None)
@@ -476,7 +476,7 @@ def hash_tree(root: Path, known: dict[str, str] | None = None) -> dict[str, str]
 def write_manifest(root: Path, body: dict, known_hashes: dict[str, str] | None = None) -> dict:
     """Write root/manifest.json: `body` plus format/version and the sha256 of every file."""
     from labeller import __version__
-    from labeller.fileio import atomic_write_json
+    from labeller.core.fileio import atomic_write_json
 
     man = {"format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
            "labeller_version": __version__, **body}
@@ -749,7 +749,7 @@ class ClassModel:
 def collect_models(sources: Sequence[SceneSource], models_dir: Path | None,
                    warns: list[str]) -> dict[str, ClassModel]:
     """class name -> its model, looked up like propagate does (scene, then --models)."""
-    from labeller.models import resolve_model_path
+    from labeller.formats.models import resolve_model_path
 
     out: dict[str, ClassModel] = {}
     for s in sources:
@@ -782,7 +782,7 @@ class MeshArrays:
 def load_mesh_arrays(path: Path) -> MeshArrays:
     import open3d as o3d
 
-    from labeller.models import load_model
+    from labeller.formats.models import load_model
 
     load_model(path)  # checks: readable, non-empty, in metres (ModelError otherwise)
     mesh = o3d.io.read_triangle_mesh(str(path), False)

@@ -27,7 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from labeller.errors import BadInput
+from labeller.core.errors import BadInput
+from labeller.core.fileio import atomic_dir
 from labeller.export.common import (
     CROP_MARGIN,
     CROP_PAD_RGB,
@@ -51,7 +52,6 @@ from labeller.export.common import (
     to_jsonable,
     write_manifest,
 )
-from labeller.fileio import atomic_dir
 
 PROPS_DIR = "Progress-Objects-Sample"
 META_NAME = "meta.pkl"

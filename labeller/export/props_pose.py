@@ -28,8 +28,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from labeller.classes import BY_NAME, PROPS_CLASSES
-from labeller.errors import BadInput
+from labeller.core.classes import BY_NAME, PROPS_CLASSES
+from labeller.core.errors import BadInput
+from labeller.core.fileio import atomic_dir, atomic_write_text
+from labeller.core.poses import inv_pose
 from labeller.export.common import (
     ExportConfig,
     ExportSummary,
@@ -50,8 +52,6 @@ from labeller.export.common import (
     write_manifest,
     write_png_hashed,
 )
-from labeller.fileio import atomic_dir, atomic_write_text
-from labeller.poses import inv_pose
 
 DATASET_DIR = "PROPS-Pose-Dataset"
 SPLITS = ("train", "val")
@@ -177,8 +177,8 @@ def export_props_pose(cfg: ExportConfig, progress=None) -> ExportSummary:
     models = collect_models(sources, cfg.models_dir, warns)
     models = {c: m for c, m in models.items() if c in BY_NAME}
     if cfg.models_dir is not None:  # the loader opens all ten models: fill from the library
-        from labeller.errors import ModelError
-        from labeller.models import find_class_model
+        from labeller.core.errors import ModelError
+        from labeller.formats.models import find_class_model
 
         for c in PROPS_CLASSES:
             if c.name not in models:
@@ -186,8 +186,8 @@ def export_props_pose(cfg: ExportConfig, progress=None) -> ExportSummary:
                     p, _ = find_class_model(c.name, None, cfg.models_dir)
                 except ModelError:
                     continue
+                from labeller.core.fileio import sha256_file
                 from labeller.export.common import ClassModel
-                from labeller.fileio import sha256_file
 
                 models[c.name] = ClassModel(c.name, p, sha256_file(p), [])
     missing = [c.name for c in PROPS_CLASSES if c.name not in models]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from labeller.errors import BadInput
+from labeller.core.errors import BadInput
 from labeller.importers.writer import ImportCancelled, ImportResult
 
 __all__ = ["FORMATS", "ImportCancelled", "ImportResult", "ImporterSpec", "get_importer",

@@ -30,20 +30,19 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from labeller.annotations import AnnotationDocument, ObjectAnnotation
-from labeller.camera import CameraIntrinsics
-from labeller.classes import BY_YCBV_ID, PROPS_CLASS_NAMES
-from labeller.errors import BadInput, FormatError
-from labeller.fileio import sha256_file
+from labeller.core.camera import CameraIntrinsics
+from labeller.core.classes import BY_YCBV_ID, PROPS_CLASS_NAMES
+from labeller.core.errors import BadInput, FormatError
+from labeller.core.fileio import sha256_file
+from labeller.core.poses import inv_pose, rigid_or_none
+from labeller.formats.annotations import AnnotationDocument, ObjectAnnotation
+from labeller.formats.scene import list_frame_files
+from labeller.formats.trajectory import Trajectory
 from labeller.importers.writer import (
     ImportCancelled,
     ImportResult,
-    rigid_or_none,
     scene_writer,
 )
-from labeller.poses import inv_pose
-from labeller.scene import list_frame_files
-from labeller.trajectory import Trajectory
 
 MM_PER_M = 1000.0  # BOP files are in millimetres; the scene is in metres
 FRAME_RE = re.compile(r"^(\d+)\.(png|jpg|jpeg|tif)$", re.IGNORECASE)

@@ -31,21 +31,20 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from labeller.annotations import AnnotationDocument, ObjectAnnotation
-from labeller.camera import CameraIntrinsics
-from labeller.classes import BY_NAME, PROPS_CLASS_NAMES
-from labeller.errors import BadInput, FormatError
-from labeller.external_trajectory import read_campose
-from labeller.fileio import sha256_file
+from labeller.core.camera import CameraIntrinsics
+from labeller.core.classes import BY_NAME, PROPS_CLASS_NAMES
+from labeller.core.errors import BadInput, FormatError
+from labeller.core.fileio import sha256_file
+from labeller.core.poses import inv_pose, quat_wxyz_to_matrix, rigid_or_none
+from labeller.formats.annotations import AnnotationDocument, ObjectAnnotation
+from labeller.formats.external_trajectory import read_campose
+from labeller.formats.models import MESH_SUFFIXES
+from labeller.formats.trajectory import QUAT_NORM_TOL, Trajectory
 from labeller.importers.writer import (
     ImportCancelled,
     ImportResult,
-    rigid_or_none,
     scene_writer,
 )
-from labeller.models import MESH_SUFFIXES
-from labeller.poses import inv_pose, quat_wxyz_to_matrix
-from labeller.trajectory import QUAT_NORM_TOL, Trajectory
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from labeller.camera import CameraIntrinsics
-from labeller.errors import BadInput, FormatError
+from labeller.core.camera import CameraIntrinsics
+from labeller.core.errors import BadInput, FormatError
 from labeller.importers.tum import associate
 from labeller.importers.writer import ImportCancelled, ImportResult, scene_writer
 
@@ -252,7 +252,7 @@ def import_rosbag(src: str | Path, dest: str | Path, *, link: bool = False,
                     if is_depth:
                         w.write_depth(t, img)
                     else:
-                        from labeller.fileio import write_image
+                        from labeller.core.fileio import write_image
 
                         write_image(w.paths.rgb_path(t, ".png"), img, atomic=False)
                     done += 1

@@ -19,16 +19,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from labeller.camera import CameraIntrinsics
-from labeller.errors import BadInput
-from labeller.fileio import read_image
+from labeller.core.camera import CameraIntrinsics
+from labeller.core.errors import BadInput
+from labeller.core.fileio import read_image
+from labeller.core.poses import rigid_or_none
+from labeller.formats.trajectory import Trajectory
 from labeller.importers.writer import (
     ImportCancelled,
     ImportResult,
-    rigid_or_none,
     scene_writer,
 )
-from labeller.trajectory import Trajectory
 
 COLOR_RE = re.compile(r"^frame-(\d+)\.color\.(png|jpg|jpeg)$", re.IGNORECASE)
 # 7-Scenes marks "no measurement" with 65535; our depth PNGs use 0 (DESIGN.md).

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from labeller.camera import CameraIntrinsics
-from labeller.errors import BadInput
-from labeller.fileio import read_image
+from labeller.core.camera import CameraIntrinsics
+from labeller.core.errors import BadInput
+from labeller.core.fileio import read_image
+from labeller.core.poses import matrix_to_quat_xyzw, quat_xyzw_to_matrix
+from labeller.formats.trajectory import TimedTrajectory, Trajectory
 from labeller.importers.writer import ImportCancelled, ImportResult, scene_writer
-from labeller.poses import matrix_to_quat_xyzw, quat_xyzw_to_matrix
-from labeller.trajectory import TimedTrajectory, Trajectory
 
 TUM_DEPTH_SCALE = 5000.0  # TUM depth PNG units per metre
 MAX_ASSOC_DT_S = 0.02  # colour/depth pairs further apart in time are not the same instant

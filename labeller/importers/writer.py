@@ -27,17 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from labeller.camera import CameraIntrinsics
-from labeller.errors import BadInput, LabellerError
-from labeller.fileio import atomic_dir, read_image, write_image
-from labeller.poses import pose_problem
-from labeller.scene import ScenePaths, scene_problems
-from labeller.trajectory import Trajectory
-
-# A source rotation may be off orthonormal by this much and still be re-orthonormalised
-# (KinectFusion's 7-Scenes poses are off by ~1.2e-4, more than poses.ORTHO_TOL); anything
-# further is a broken file, not rounding.
-REORTHO_TOL = 1e-2
+from labeller.core.camera import CameraIntrinsics
+from labeller.core.errors import BadInput, LabellerError
+from labeller.core.fileio import atomic_dir, read_image, write_image
+from labeller.formats.scene import ScenePaths, scene_problems
+from labeller.formats.trajectory import Trajectory
 
 
 class ImportCancelled(LabellerError):
@@ -57,29 +51,6 @@ class ImportResult:
     n_rewritten: int = 0
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # informational lines for the summary
-
-
-def rigid_or_none(T: np.ndarray) -> tuple[np.ndarray | None, str | None]:
-    """Re-orthonormalise a nearly rigid 4x4 pose (SVD); (None, why) if it is not close.
-
-    Returns (pose, None) for a usable pose, (None, problem) otherwise.
-    """
-    T = np.asarray(T, dtype=np.float64)
-    if T.shape != (4, 4):
-        return None, f"pose must be 4x4, got shape {T.shape}"
-    if not np.all(np.isfinite(T)):
-        return None, "pose has NaN or infinite entries"
-    R = T[:3, :3]
-    err = float(np.abs(R.T @ R - np.eye(3)).max())
-    if err > REORTHO_TOL or np.linalg.det(R) <= 0:
-        return None, (f"rotation is not a rotation (max |RᵀR - I| = {err:.3g}, "
-                      f"det {np.linalg.det(R):.3f})")
-    U, _, Vt = np.linalg.svd(R)
-    out = np.array(T, dtype=np.float64)
-    out[:3, :3] = U @ Vt
-    out[3] = (0.0, 0.0, 0.0, 1.0)
-    problem = pose_problem(out)
-    return (None, problem) if problem else (out, None)
 
 
 class SceneWriter:

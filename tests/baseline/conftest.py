@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from labeller.baseline.data import write_props
-from labeller.classes import PROPS_CLASS_NAMES, PROPS_CLASSES
+from labeller.core.classes import PROPS_CLASS_NAMES, PROPS_CLASSES
 
 
 def synthetic_images(label: int, n: int, rng: np.random.Generator) -> np.ndarray:

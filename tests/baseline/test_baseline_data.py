@@ -17,8 +17,8 @@ from labeller.baseline.data import (
     preprocess,
     stratified_subset,
 )
-from labeller.errors import BadInput, FormatError
-from pipelines.cli import main as cli_main
+from labeller.cli.main import main as cli_main
+from labeller.core.errors import BadInput, FormatError
 
 
 def _pkl(path, obj, protocol=2):

@@ -18,7 +18,7 @@ from labeller.baseline.linear import (
     softmax_loss,
     svm_loss,
 )
-from labeller.errors import BadInput
+from labeller.core.errors import BadInput
 
 LOSS_FNS = {"svm": svm_loss, "softmax": softmax_loss}
 

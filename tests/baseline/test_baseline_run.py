@@ -11,8 +11,8 @@ import torch
 
 from labeller.baseline import BaselineConfig, format_table, run
 from labeller.baseline.report import load_checkpoint, predict_with_checkpoint
-from labeller.classes import PROPS_CLASS_NAMES
-from pipelines.cli import main as cli_main
+from labeller.cli.main import main as cli_main
+from labeller.core.classes import PROPS_CLASS_NAMES
 
 # ../shared/data beside the repository
 PROPS_SAMPLES = (Path(__file__).resolve().parents[3] / "shared" / "data" / "props_samples"
@@ -94,7 +94,7 @@ def test_cli_default_out_and_predict(small_props, capsys, tmp_path):
     assert sorted(p.name for p in sample.iterdir() if not p.name.endswith(".pkl")) == []
     assert "svm" in out and "lr=1.00e-02" in out and "search" not in json.loads((rep / "report.json").read_text())["svm"]
 
-    from labeller.fileio import write_image
+    from labeller.core.fileio import write_image
 
     img = np.zeros((64, 48, 3), np.uint8)
     img[:] = (200, 40, 40)

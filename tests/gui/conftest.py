@@ -77,7 +77,7 @@ def dialogs(monkeypatch) -> Dialogs:
 @pytest.fixture
 def make_window(qtbot, dialogs, monkeypatch, tmp_path):
     """make(models_dir=None) -> a shown MainWindow (recent scenes kept under tmp_path)."""
-    from gui.app import MainWindow
+    from labeller.gui.app import MainWindow
 
     monkeypatch.setenv("LABELLER_CONFIG_DIR", str(tmp_path / "config"))
     windows = []

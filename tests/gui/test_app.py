@@ -12,13 +12,13 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from labeller.annotations import AnnotationDocument
-from labeller.fileio import read_image, sha256_file
-from labeller.models import load_model
-from labeller.overlay import model_centre, rotate_in_camera, translate_in_camera
-from labeller.poses import inv_pose
-from labeller.render import ObjectRenderer
-from labeller.scene import Scene
+from labeller.core.fileio import read_image, sha256_file
+from labeller.core.poses import inv_pose
+from labeller.formats.annotations import AnnotationDocument
+from labeller.formats.models import load_model
+from labeller.formats.scene import Scene
+from labeller.geometry.overlay import model_centre, rotate_in_camera, translate_in_camera
+from labeller.geometry.render import ObjectRenderer
 from tests.gui.conftest import wait_render
 
 
@@ -203,7 +203,7 @@ def test_wheel_with_shift_moves_along_the_viewing_ray(qtbot, make_window, scene_
 
 
 def test_numeric_entry_sets_the_pose(qtbot, make_window, scene_copy):
-    from labeller.overlay import euler_xyz_deg_to_matrix
+    from labeller.geometry.overlay import euler_xyz_deg_to_matrix
 
     w = make_window()
     assert w.open_scene(scene_copy())
@@ -442,10 +442,10 @@ def test_missing_trajectory_banner_runs_tracking_in_background(qtbot, make_windo
         shutil.copyfile(cfg.scene / "gt" / "trajectory.txt", cfg.scene / "trajectory.txt")
         return "ok"
 
-    fake = types.ModuleType("labeller.tracking")
+    fake = types.ModuleType("labeller.track")
     fake.TrackConfig = lambda scene: types.SimpleNamespace(scene=scene)
     fake.run = fake_run
-    monkeypatch.setitem(sys.modules, "labeller.tracking", fake)
+    monkeypatch.setitem(sys.modules, "labeller.track", fake)
     w = make_window()
     assert w.open_scene(scene)
     assert w.banner.isVisible() and "no camera trajectory" in w.banner.label.text()
@@ -477,10 +477,10 @@ def test_tracking_can_be_cancelled(qtbot, make_window, scene_copy, monkeypatch):
                 raise RuntimeError("stopped")  # whatever the stage raises when cancelled
             threading.Event().wait(0.01)
 
-    fake = types.ModuleType("labeller.tracking")
+    fake = types.ModuleType("labeller.track")
     fake.TrackConfig = lambda scene: types.SimpleNamespace(scene=scene)
     fake.run = slow_run
-    monkeypatch.setitem(sys.modules, "labeller.tracking", fake)
+    monkeypatch.setitem(sys.modules, "labeller.track", fake)
     w = make_window()
     assert w.open_scene(scene)
     assert w.start_tracking()
@@ -495,7 +495,7 @@ def test_missing_tracking_stage_is_reported_in_the_banner(qtbot, make_window, sc
                                                           monkeypatch):
     import sys
 
-    monkeypatch.setitem(sys.modules, "labeller.tracking", None)  # import fails
+    monkeypatch.setitem(sys.modules, "labeller.track", None)  # import fails
     w = make_window()
     assert w.open_scene(scene_copy(trajectory=False))
     assert not w.start_tracking()
@@ -503,7 +503,7 @@ def test_missing_tracking_stage_is_reported_in_the_banner(qtbot, make_window, sc
 
 
 def test_banner_runs_the_real_tracking_stage(qtbot, make_window, tmp_path):
-    """The real `labeller.tracking` stage, started from the banner, in the background."""
+    """The real `labeller.track` stage, started from the banner, in the background."""
     from labeller.synth import SynthConfig, run
 
     scene = tmp_path / "raw"

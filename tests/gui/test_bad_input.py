@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from labeller.annotations import AnnotationDocument
-from pipelines.cli import main as cli_main
+from labeller.cli.main import main as cli_main
+from labeller.formats.annotations import AnnotationDocument
 from tests.gui.conftest import wait_render
 
 
@@ -117,7 +117,7 @@ def test_corrupt_annotations_message_and_nothing_overwritten(qtbot, make_window,
 
 def test_failed_save_shows_error_and_keeps_previous_file(qtbot, make_window, scene_copy,
                                                          dialogs, monkeypatch):
-    import labeller.fileio
+    import labeller.core.fileio
 
     scene = scene_copy()
     before = (scene / "annotations.json").read_bytes()
@@ -129,7 +129,7 @@ def test_failed_save_shows_error_and_keeps_previous_file(qtbot, make_window, sce
     def no_space(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(labeller.fileio.os, "replace", no_space)
+    monkeypatch.setattr(labeller.core.fileio.os, "replace", no_space)
     assert not w.save()
     assert dialogs.kinds() == ["critical"]
     assert dialogs.calls[0][1] == "Save failed"

@@ -1,14 +1,16 @@
-"""The Qt-free overlay renderer and the geometry of pose editing (labeller.overlay)."""
+"""The Qt-free overlay renderer and the geometry of pose editing (labeller.geometry.overlay)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from labeller.annotations import AnnotationDocument
-from labeller.camera import CameraIntrinsics
-from labeller.models import load_model
-from labeller.overlay import (
+from labeller.core.camera import CameraIntrinsics
+from labeller.core.poses import axis_angle_to_matrix, inv_pose, make_pose, rotation_error_deg
+from labeller.formats.annotations import AnnotationDocument
+from labeller.formats.models import load_model
+from labeller.formats.scene import Scene
+from labeller.geometry.overlay import (
     OverlayObject,
     OverlayRenderer,
     OverlayStyle,
@@ -24,9 +26,7 @@ from labeller.overlay import (
     rotate_in_camera,
     translate_in_camera,
 )
-from labeller.poses import axis_angle_to_matrix, inv_pose, make_pose, rotation_error_deg
-from labeller.render import ObjectRenderer
-from labeller.scene import Scene
+from labeller.geometry.render import ObjectRenderer
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from labeller.annotations import AnnotationDocument, perturbed
-from labeller.classes import BY_NAME
-from labeller.fileio import read_image
-from labeller.overlay import model_centre
-from labeller.poses import add_error, adds_error, inv_pose, rotation_error_deg
+from labeller.core.classes import BY_NAME
+from labeller.core.fileio import read_image
+from labeller.core.poses import add_error, adds_error, inv_pose, rotation_error_deg
+from labeller.formats.annotations import AnnotationDocument, perturbed
+from labeller.geometry.overlay import model_centre
 
 REFINES = 3  # Refine presses per object
 

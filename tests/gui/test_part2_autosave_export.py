@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtWidgets import QMessageBox
 
-from labeller.annotations import AnnotationDocument
-from labeller.fileio import sha256_file
+from labeller.core.fileio import sha256_file
+from labeller.formats.annotations import AnnotationDocument
 from tests.gui.conftest import wait_render
 
 BOX = 3
@@ -24,7 +24,7 @@ KILLED_APP = textwrap.dedent("""
     import json, os, signal, sys
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
-    from gui.app import MainWindow
+    from labeller.gui.app import MainWindow
     scene, out = sys.argv[1], sys.argv[2]
     app = QApplication([])
     w = MainWindow()
@@ -78,7 +78,7 @@ def test_killed_app_edit_is_recovered_on_reopen(qtbot, make_window, scene_copy, 
 
 def test_autosave_timer_writes_side_file_only_when_dirty(qtbot, make_window, scene_copy,
                                                          dialogs):
-    from gui.part2 import AUTOSAVE_INTERVAL_MS
+    from labeller.gui.part2 import AUTOSAVE_INTERVAL_MS
 
     assert AUTOSAVE_INTERVAL_MS == 60_000
     scene = scene_copy()

@@ -1,4 +1,4 @@
-"""Qt-free parts of GUI part 2: labeller.refine (preview, staleness, keyframes, refine
+"""Qt-free parts of GUI part 2: labeller.annotate.refine (preview, staleness, keyframes, refine
 arguments) and the DocumentModel's recovery helpers."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import os
 import numpy as np
 import pytest
 
-from labeller.annotations import AnnotationDocument
-from labeller.document import DocumentModel
+from labeller.annotate.document import DocumentModel
+from labeller.annotate.refine import Preview, compute_preview, read_preview, refine_object
+from labeller.formats.annotations import AnnotationDocument
 from labeller.propagate import PropagateConfig
 from labeller.propagate import run as propagate_run
-from labeller.refine import Preview, compute_preview, read_preview, refine_object
 
 BOX = 3
 

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 from PySide6.QtCore import Qt
 
-from labeller.annotations import AnnotationDocument
-from labeller.fileio import read_image, sha256_file
+from labeller.core.fileio import read_image, sha256_file
+from labeller.formats.annotations import AnnotationDocument
 from tests.gui.conftest import wait_render
 
 

@@ -6,19 +6,19 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt
 
-from labeller.annotations import AnnotationDocument
-from labeller.poses import rotation_error_deg, translation_error_m
+from labeller.annotate.refine import compute_preview, suggest_keyframes
+from labeller.core.poses import rotation_error_deg, translation_error_m
+from labeller.formats.annotations import AnnotationDocument
+from labeller.formats.scene import Scene
 from labeller.propagate import PropagateConfig
 from labeller.propagate import run as propagate_run
-from labeller.refine import compute_preview, suggest_keyframes
-from labeller.scene import Scene
 from tests.gui.conftest import wait_render
 
 BOX = 3  # the cracker box of the seed-3 synthetic scene (non-symmetric, well visible)
 
 
 def _offset(T: np.ndarray, d_world, deg: float = 0.0, axis=(0.0, 0.0, 1.0)) -> np.ndarray:
-    from labeller.poses import axis_angle_to_matrix
+    from labeller.core.poses import axis_angle_to_matrix
 
     out = np.array(T, dtype=np.float64)
     out[:3, 3] += np.asarray(d_world, float)
@@ -164,7 +164,7 @@ def test_preview_ground_truth_has_no_flags_and_reads_fresh_labels(qtbot, make_wi
 
 
 def _posed(scene):
-    from labeller.document import DocumentModel
+    from labeller.annotate.document import DocumentModel
 
     return DocumentModel.open(scene).posed_objects()
 

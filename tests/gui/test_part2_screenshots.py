@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 from PySide6.QtGui import QImage
 
-from labeller.annotations import AnnotationDocument
+from labeller.formats.annotations import AnnotationDocument
 from labeller.synth import SynthConfig, run
 from tests.gui.conftest import wait_render
 from tests.helpers import ROOT

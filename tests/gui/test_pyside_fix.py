@@ -12,7 +12,7 @@ from tests.helpers import ROOT
 CODE = """
 import os, sys
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
-import gui.app  # installs the guard where needed
+import labeller.gui.app  # installs the guard where needed
 from PySide6.QtGui import QUndoCommand, QUndoStack
 from PySide6.QtWidgets import QApplication, QWidget
 app = QApplication([])

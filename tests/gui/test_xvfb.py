@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from labeller.fileio import read_image
+from labeller.core.fileio import read_image
 from tests.helpers import ROOT
 
 
@@ -18,7 +18,7 @@ from tests.helpers import ROOT
 def test_real_window_under_xvfb(synth_master, tmp_path):
     import ctypes.util
 
-    from pipelines.gui_stage import XCB_LIBS
+    from labeller.cli.gui_stage import XCB_LIBS
 
     if shutil.which("xvfb-run") is None:
         pytest.skip("xvfb-run is not installed (apt-get install xvfb)")

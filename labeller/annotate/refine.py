@@ -1,0 +1,471 @@
+"""Refine one object's pose, score it against the sensor depth, preview propagation (Qt-free).
+
+What the GUI's part 2 needs from the core, built on `labeller.propagate.FrameLabeller`
+(render + composite + the `labeller.geometry.depth_check` classes and score) and
+`labeller.geometry.depth_check.icp_candidate` (Open3D point-to-plane ICP with the symmetry twist
+removed), so the GUI scores exactly as `labeller propagate` does:
+
+- `frame_measures(scene, objects, t)`: each object's depth-consistency measure in frame t.
+- `refine_object(scene, objects, obj_id, frames, source)`: point-to-plane ICP of the
+  model against the sensor depth of `frames` (all at once, in the world frame: a view
+  that cannot see an error along its ray is helped by the others) or against the fused
+  cloud `recon/cloud.ply`; returns the new T_world_obj with the score before and after.
+- `compute_preview` / `read_preview`: per-frame, per-object scores and flags, computed on
+  the fly or read from `labels/labels.h5` when that file matches the current document.
+
+Frames and units: T_world_obj, T_world_cam 4x4 float64 (metres); points (N, 3) metres.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from labeller.core.classes import BY_NAME
+from labeller.core.poses import inv_pose, rotation_error_deg, transform_points, translation_error_m
+from labeller.formats.labels import flag_rule
+from labeller.formats.scene import Scene
+from labeller.geometry.depth_check import (
+    AGREE,
+    MODEL_BEHIND,
+    MODEL_IN_FRONT,
+    NO_DEPTH,
+    OCCLUDED,
+    IcpSettings,
+    ObjectMeasure,
+    depth_normals,
+    icp_candidate,
+)
+
+Progress = Callable[[int, int], "bool | None"]
+
+# Scoring settings: the defaults of `labeller propagate` (PropagateConfig).
+DELTA_M = 0.015
+OCCLUSION_MARGIN_M = 0.05
+FLAG_MIN_SCORE = 0.6
+FLAG_MIN_VISIB = 0.2
+# GUI refinement: several short ICP rounds, each bounded like propagate's ICP but a bit
+# wider (a person's placement is rougher than a propagated pose), until it stops moving.
+REFINE_ICP = IcpSettings(max_trans_m=0.04, max_rot_deg=20.0, stages=(1.5, 1.0, 0.5, 0.25),
+                         iterations=30, max_model_points=3000, max_sensor_points=6000,
+                         min_points=20)
+# Tried in order when the previous one fails (thin objects: large capture distances
+# reach the neighbours and the ICP runs off).
+REFINE_TRIES = (REFINE_ICP, IcpSettings(max_trans_m=0.04, max_rot_deg=20.0, stages=(0.5, 0.25),
+                                        iterations=30, max_model_points=3000,
+                                        max_sensor_points=6000, min_points=20))
+REFINE_ROUNDS = 6
+REFINE_STOP_M = 2e-4
+REFINE_STOP_DEG = 0.05
+# Cloud crops: the model's bounding sphere grown by this much (metres).
+CLOUD_MARGIN_M = 0.03
+
+
+@dataclass(frozen=True)
+class PosedObject:
+    """An annotated object as the helpers need it: id, mesh file, class, T_world_obj."""
+
+    obj_id: int
+    model_path: Path
+    class_name: str
+    T_world_obj: np.ndarray
+
+
+@dataclass
+class RefineResult:
+    """Outcome of `refine_object`: the new pose (None when nothing better was found),
+    mean depth-consistency score over the frames before / after, how far it moved."""
+
+    T_world_obj: np.ndarray | None
+    score_before: float
+    score_after: float
+    moved_m: float = 0.0
+    turned_deg: float = 0.0
+    rounds: int = 0
+    reason: str = ""
+
+
+def _job(scene: Scene, objects: Sequence[PosedObject], refine: str = "none"):
+    from labeller.propagate import Job
+
+    objs = tuple((o.obj_id, str(o.model_path), np.asarray(o.T_world_obj, np.float64))
+                 for o in objects)
+    axes = tuple(BY_NAME[o.class_name].symmetry_axis if o.class_name in BY_NAME else None
+                 for o in objects)
+    return Job(str(scene.root), scene.camera, objs, DELTA_M, OCCLUSION_MARGIN_M, refine,
+               REFINE_ICP, axes)
+
+
+def _labeller(scene: Scene, objects: Sequence[PosedObject]):
+    from labeller.propagate import FrameLabeller
+
+    return FrameLabeller(_job(scene, objects))
+
+
+def frame_measures(scene: Scene, objects: Sequence[PosedObject], t: int,
+                   depth_m: np.ndarray | None = None) -> dict[int, ObjectMeasure]:
+    """{obj_id: measure} of every object in frame t (empty when t has no camera pose)."""
+    traj = scene.trajectory
+    if not objects or t not in traj:
+        return {}
+    fl = _labeller(scene, objects)
+    d = scene.depth(t) if depth_m is None else depth_m
+    _, views, *_ = fl.analyse(np.asarray(traj[t], np.float64), d)
+    return {o.obj_id: v.m for o, v in zip(objects, views, strict=True)}
+
+
+def _mean_score(ms: list[ObjectMeasure]) -> tuple[float, float]:
+    """(mean score, mean median |dz|) over the frames where the object is scored."""
+    s = [m.score for m in ms if np.isfinite(m.score)]
+    z = [m.median_abs_dz_m for m in ms if np.isfinite(m.median_abs_dz_m)]
+    return (float(np.mean(s)) if s else float("nan"), float(np.mean(z)) if z else float("nan"))
+
+
+def _better(after: tuple[float, float], before: tuple[float, float]) -> bool:
+    """A higher score, or the same score with smaller depth residuals."""
+    if not np.isfinite(after[0]):
+        return False
+    if not np.isfinite(before[0]) or after[0] > before[0] + 1e-9:
+        return True
+    return abs(after[0] - before[0]) <= 1e-9 and after[1] < before[1]
+
+
+def _depth_points(scene: Scene, objects: Sequence[PosedObject], i: int, frames: Sequence[int],
+                  reach_m: float):
+    """World-frame model surface points of object i as seen in `frames`, sensor points
+    around it with normals, and the measures of object i there."""
+    cam = scene.camera
+    fl = _labeller(scene, objects)
+    traj = scene.trajectory
+    P_model, P_sens, N_sens, measures = [], [], [], []
+    oid = objects[i].obj_id
+    for t in frames:
+        if t not in traj:
+            continue
+        T_wc = np.asarray(traj[t], np.float64)
+        depth_m = scene.depth(t)
+        _, views, _, ibuf, _ = fl.analyse(T_wc, depth_m)
+        v = views[i]
+        measures.append(v.m)
+        if v.roi is None or v.code is None:
+            continue
+        x0, y0, w, h = v.roi
+        # Every pixel where the object is the front-most annotated one: OCCLUDED too, as a
+        # rough placement may sit more than the occlusion margin behind the surface.
+        front = np.isin(v.code, (AGREE, MODEL_IN_FRONT, MODEL_BEHIND, NO_DEPTH, OCCLUDED))
+        rr, cc = np.nonzero(front)
+        if rr.size == 0:
+            continue
+        z = v.depth_z[rr, cc].astype(np.float64)
+        P_model.append(transform_points(T_wc, cam.backproject(cc + x0, rr + y0, z)))
+        import cv2
+
+        pad = int(np.ceil(max(cam.fx, cam.fy) * reach_m / max(float(z.min()), 0.05))) + 1
+        X0, Y0 = max(x0 - pad, 0), max(y0 - pad, 0)
+        X1, Y1 = min(x0 + w + pad, cam.width), min(y0 + h + pad, cam.height)
+        near = np.zeros((Y1 - Y0, X1 - X0), np.uint8)
+        near[y0 - Y0:y0 - Y0 + h, x0 - X0:x0 - X0 + w] = front
+        near = cv2.dilate(near, cv2.getStructuringElement(cv2.MORPH_RECT,
+                                                          (2 * pad + 1, 2 * pad + 1)))
+        dz = depth_m[Y0:Y1, X0:X1]
+        own = ibuf[Y0:Y1, X0:X1]
+        P_img, N_img = depth_normals(cam, dz, X0, Y0)
+        sel = ((near > 0) & (dz > 0) & (dz >= z.min() - reach_m) & (dz <= z.max() + reach_m)
+               & ((own == 0) | (own == oid)) & (N_img[..., 2] != 0))
+        P_sens.append(transform_points(T_wc, P_img[sel].astype(np.float64)))
+        N_sens.append(N_img[sel].astype(np.float64) @ T_wc[:3, :3].T)
+    def cat(xs: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(xs) if xs else np.zeros((0, 3))
+
+    P_model, P_sens, N_sens = cat(P_model), cat(P_sens), cat(N_sens)
+    keep = _off_support_plane(P_model, P_sens)
+    return P_model, P_sens[keep], N_sens[keep], measures
+
+
+# The supporting surface (table) is taken out of the sensor points when it holds at least
+# this fraction of them and at most SUPPORT_MAX_MODEL_FRACT of the model's points lie on it.
+SUPPORT_MIN_FRACT = 0.2
+SUPPORT_MAX_MODEL_FRACT = 0.2
+SUPPORT_DIST_M = 0.006
+
+
+def _off_support_plane(P_model: np.ndarray, P_sens: np.ndarray) -> np.ndarray:
+    """(M,) bool: sensor points not on the dominant plane under the object.
+
+    Point-to-plane ICP lets a thin object slide along a large table (every table point
+    has the same normal); the object's own surfaces never lie on the table, so the table
+    is left out, unless the model itself lies largely on that plane (a box face)."""
+    import open3d as o3d
+
+    keep = np.ones(len(P_sens), bool)
+    if len(P_sens) < 100 or len(P_model) < 10:
+        return keep
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(P_sens))
+    plane, inl = pcd.segment_plane(SUPPORT_DIST_M, 3, 200, probability=0.9999)
+    if len(inl) < SUPPORT_MIN_FRACT * len(P_sens):
+        return keep
+    n, d = np.asarray(plane[:3]), float(plane[3])
+    on_model = np.abs(P_model @ n + d) <= 2 * SUPPORT_DIST_M
+    if on_model.mean() > SUPPORT_MAX_MODEL_FRACT:
+        return keep
+    keep[np.asarray(inl)] = False
+    return keep
+
+
+def _cloud_points(cloud_path: Path, model_path: Path, T_world_obj: np.ndarray):
+    """Model surface samples (world) and the fused cloud's points + normals around them."""
+    import open3d as o3d
+
+    from labeller.core.errors import FormatError
+    from labeller.formats.models import load_model
+
+    if not cloud_path.is_file():
+        raise FormatError(cloud_path, "file not found: run tracking (it writes the fused "
+                                      "cloud) or refine against the frame's depth")
+    pcd = o3d.io.read_point_cloud(str(cloud_path))
+    pts = np.asarray(pcd.points, np.float64)
+    if len(pts) == 0:
+        raise FormatError(cloud_path, "no points in the fused cloud")
+    model = load_model(model_path)
+    P_model = transform_points(T_world_obj, model.sample_points(4000))
+    c = P_model.mean(0)
+    r = float(np.max(np.linalg.norm(P_model - c, axis=1))) + CLOUD_MARGIN_M
+    keep = np.linalg.norm(pts - c, axis=1) <= r
+    sub = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts[keep]))
+    if len(sub.points) >= 10:
+        sub.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=0.01, max_nn=30))
+    return P_model, np.asarray(sub.points, np.float64), np.asarray(sub.normals, np.float64)
+
+
+def refine_object(scene: Scene, objects: Sequence[PosedObject], obj_id: int,
+                  frames: Sequence[int], source: str = "depth",
+                  rounds: int = REFINE_ROUNDS) -> RefineResult:
+    """Point-to-plane ICP of object `obj_id`'s model against the sensor.
+
+    source "depth": the depth images of `frames` (sensor points around the object's
+    silhouette, normals from the depth image, other annotated objects' pixels left out),
+    all frames registered together in the world frame. source "cloud": the fused cloud
+    `recon/cloud.ply` (world frame) cropped around the object. Each round is one bounded
+    `icp_candidate`; rounds repeat from the new pose until it stops moving. The score
+    reported is the mean depth-consistency score over `frames`; the result is kept only
+    when it is better (higher score, or equal score and smaller depth residuals).
+    """
+    if source not in ("depth", "cloud"):
+        raise ValueError(f"source must be 'depth' or 'cloud', got {source!r}")
+    idx = [o.obj_id for o in objects].index(obj_id)
+    objs = list(objects)
+    sym = BY_NAME[objs[idx].class_name].symmetry_axis if objs[idx].class_name in BY_NAME \
+        else None
+    T0 = np.asarray(objs[idx].T_world_obj, np.float64)
+
+    def score_at(T: np.ndarray) -> tuple[float, float]:
+        o = objs[idx]
+        trial = objs[:idx] + [PosedObject(o.obj_id, o.model_path, o.class_name, T)] \
+            + objs[idx + 1:]
+        fl = _labeller(scene, trial)
+        ms = []
+        for t in frames:
+            if t in scene.trajectory:
+                _, views, *_ = fl.analyse(np.asarray(scene.trajectory[t], np.float64),
+                                          scene.depth(t))
+                ms.append(views[idx].m)
+        return _mean_score(ms)
+
+    before = score_at(T0)
+    T = T0.copy()
+    reason, n = "", 0
+    for n_round in range(1, rounds + 1):
+        n = n_round
+        o = objs[idx]
+        cur = (objs[:idx] + [PosedObject(o.obj_id, o.model_path, o.class_name, T)]
+               + objs[idx + 1:])
+        if source == "depth":
+            Pm, Ps, Ns, _ = _depth_points(scene, cur, idx, frames, 2 * REFINE_ICP.max_trans_m)
+        else:
+            Pm, Ps, Ns = _cloud_points(scene.paths.cloud, o.model_path, T)
+        # icp_candidate works in any one frame. The object's own frame keeps the
+        # linearised rotation about the object (not about a world origin a metre away),
+        # which keeps thin objects on a large table from sliding off.
+        T_ow = inv_pose(T)
+        Pm_o, Ps_o = transform_points(T_ow, Pm), transform_points(T_ow, Ps)
+        Ns_o = Ns @ T_ow[:3, :3].T if len(Ns) else Ns
+        T_fix, moved, turned, why = None, 0.0, 0.0, "no settings"
+        for settings in REFINE_TRIES:  # wide first; narrower when the wide one runs off
+            T_fix, moved, turned, why = icp_candidate(np.eye(4), Pm_o, Ps_o, Ns_o, settings, sym)
+            if T_fix is not None:
+                break
+        if T_fix is None:  # thin objects: point-to-plane runs off, point-to-point holds
+            T_fix, moved, turned, why = _point_to_point(Pm_o, Ps_o, sym)
+        if T_fix is None:
+            reason = why
+            break
+        T = T @ T_fix
+        if moved < REFINE_STOP_M and turned < REFINE_STOP_DEG:
+            break
+    after = score_at(T)
+    moved, turned = translation_error_m(T, T0), rotation_error_deg(T, T0)
+    if np.array_equal(T, T0):
+        return RefineResult(None, before[0], before[0], 0.0, 0.0, n,
+                            reason or "ICP found no correction")
+    if not _better(after, before):
+        return RefineResult(None, before[0], after[0], moved, turned, n,
+                            "the ICP result does not fit the depth better; pose kept")
+    return RefineResult(T, before[0], after[0], moved, turned, n, reason or "ok")
+
+
+# Point-to-point fallback: capture distances (metres), shrinking.
+P2P_STAGES_M = (0.03, 0.015, 0.008)
+
+
+def _point_to_point(P_model: np.ndarray, P_sensor: np.ndarray, symmetry_axis
+                    ) -> tuple[np.ndarray | None, float, float, str]:
+    """Point-to-point ICP (model onto sensor, both in the object's frame) within the
+    bounds of REFINE_ICP; the twist about a symmetry axis is dropped, as in
+    `icp_candidate`. Returns (T_fix | None, moved_m, turned_deg, reason)."""
+    import open3d as o3d
+
+    from labeller.geometry.depth_check import _stride_pick, single_thread, without_twist
+
+    s = REFINE_ICP
+    if len(P_model) < s.min_points or len(P_sensor) < s.min_points:
+        return None, float("nan"), float("nan"), "too few points"
+    reg = o3d.pipelines.registration
+    src = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(
+        P_model[_stride_pick(len(P_model), s.max_model_points)]))
+    tgt = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(
+        P_sensor[_stride_pick(len(P_sensor), s.max_sensor_points)]))
+    T_fix = np.eye(4)
+    with single_thread():
+        for d in P2P_STAGES_M:
+            res = reg.registration_icp(src, tgt, d, T_fix,
+                                       reg.TransformationEstimationPointToPoint(),
+                                       reg.ICPConvergenceCriteria(max_iteration=50))
+            if len(res.correspondence_set) < s.min_points:
+                return None, float("nan"), float("nan"), "too few correspondences"
+            T_fix = np.asarray(res.transformation, np.float64).copy()
+    if symmetry_axis is not None:
+        T_fix = without_twist(np.eye(4), T_fix, symmetry_axis)
+    moved, turned = translation_error_m(T_fix, np.eye(4)), rotation_error_deg(T_fix, np.eye(4))
+    if moved > s.max_trans_m or turned > s.max_rot_deg:
+        return None, moved, turned, "correction beyond the bounds"
+    return T_fix, moved, turned, "ok"
+
+
+# --- propagation preview --------------------------------------------------------------
+
+@dataclass
+class Preview:
+    """Per-frame, per-object depth-consistency of the propagated poses.
+
+    frame_ids (F,) frames with a camera pose; ids (O,) object ids; score, score_fract
+    (F, O) float; flagged (F, O) bool (labeller.formats.labels.flag_rule); source: "labels.h5"
+    or "computed"."""
+
+    frame_ids: list[int]
+    ids: list[int]
+    score: np.ndarray
+    score_fract: np.ndarray
+    flagged: np.ndarray
+    source: str
+    row: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.row = {t: r for r, t in enumerate(self.frame_ids)}
+
+    def flagged_frames(self) -> list[int]:
+        return [t for t, f in zip(self.frame_ids, self.flagged.any(1), strict=True) if f]
+
+    def next_flagged(self, t: int, direction: int = 1) -> int | None:
+        c = [f for f in self.flagged_frames() if (f - t) * direction > 0]
+        return (min(c) if direction > 0 else max(c)) if c else None
+
+    def object_state(self, t: int) -> dict[int, tuple[float, bool]]:
+        """{obj_id: (score, flagged)} in frame t (empty when t has no row)."""
+        r = self.row.get(int(t))
+        if r is None:
+            return {}
+        return {i: (float(self.score[r, k]), bool(self.flagged[r, k]))
+                for k, i in enumerate(self.ids)}
+
+
+def compute_preview(scene: Scene, objects: Sequence[PosedObject],
+                    progress: Progress | None = None) -> Preview | None:
+    """Score every posed frame on the fly (what `labeller propagate` would flag, without
+    ICP). progress(done, total) returning False stops: None is returned."""
+    traj = scene.trajectory
+    frames = [t for t in range(scene.n_frames) if t in traj]
+    n = len(objects)
+    score = np.full((len(frames), n), np.nan, np.float32)
+    fract = np.zeros((len(frames), n), np.float32)
+    fl = _labeller(scene, objects) if n else None
+    for r, t in enumerate(frames):
+        if fl is not None:
+            _, views, *_ = fl.analyse(np.asarray(traj[t], np.float64), scene.depth(t))
+            for k, v in enumerate(views):
+                score[r, k] = v.m.score
+                fract[r, k] = v.m.score_fract
+        if progress is not None and progress(r + 1, len(frames)) is False:
+            return None
+    flagged = flag_rule(score, fract, FLAG_MIN_SCORE, FLAG_MIN_VISIB)
+    return Preview(frames, [o.obj_id for o in objects], score, fract, flagged, "computed")
+
+
+def read_preview(labels_path: Path, objects: Sequence[PosedObject],
+                 trajectory_sha256: str | None) -> tuple[Preview | None, str]:
+    """(the preview from labels.h5, "") when it was computed from these exact poses and
+    trajectory; otherwise (None, why it is stale or unreadable)."""
+    from labeller.core.errors import BadInput
+    from labeller.formats.labels import Labels
+
+    if not Path(labels_path).is_file():
+        return None, "no labels/labels.h5 yet"
+    try:
+        with Labels.open(labels_path) as lab:
+            if trajectory_sha256 and lab.attrs.get("trajectory_sha256") != trajectory_sha256:
+                return None, "labels.h5 was computed against another trajectory"
+            mine = {o.obj_id: np.asarray(o.T_world_obj, np.float64) for o in objects}
+            theirs = {o.id: np.asarray(o.T_world_obj, np.float64) for o in lab.objects}
+            if mine.keys() != theirs.keys() or any(
+                    not np.allclose(mine[i], theirs[i], atol=1e-9) for i in mine):
+                return None, "the annotations changed since labels.h5 was computed"
+            order = [o.id for o in lab.objects]
+            return Preview([int(t) for t in lab.frame_ids], order,
+                           lab.arrays["score"].astype(np.float32),
+                           lab.arrays["score_fract"].astype(np.float32),
+                           lab.arrays["flagged"].astype(bool), "labels.h5"), ""
+    except BadInput as exc:
+        return None, str(exc)
+
+
+def suggest_keyframes(scene: Scene, n: int = 4, centre_world: np.ndarray | None = None
+                      ) -> list[int]:
+    """3-6 frames spread over the camera's viewpoints (farthest-point sampling of the
+    viewing directions towards `centre_world`, default the point 1 m before the first
+    camera, plus the camera positions), first frame included."""
+    n = int(min(max(n, 3), 6))
+    traj = scene.trajectory
+    frames = [t for t in range(scene.n_frames) if t in traj]
+    if len(frames) <= n:
+        return frames
+    T = np.stack([np.asarray(traj[t], np.float64) for t in frames])
+    pos = T[:, :3, 3]
+    if centre_world is None:
+        centre_world = T[0, :3, :3] @ np.array([0.0, 0.0, 1.0]) + T[0, :3, 3]
+    d = np.asarray(centre_world, np.float64) - pos
+    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
+    chosen = [0]
+    dist = np.arccos(np.clip(d @ d[0], -1, 1))
+    for _ in range(n - 1):
+        k = int(np.argmax(dist))
+        if dist[k] <= 0:
+            break
+        chosen.append(k)
+        dist = np.minimum(dist, np.arccos(np.clip(d @ d[k], -1, 1)))
+    return sorted(frames[k] for k in chosen)
+
+
+__all__ = ["PosedObject", "Preview", "RefineResult", "compute_preview", "frame_measures",
+           "read_preview", "refine_object", "suggest_keyframes"]

@@ -1,0 +1,98 @@
+"""The `labeller` console script: one subcommand per pipeline stage.
+
+Exit codes (DESIGN.md): 0 success, 2 bad input (one-line message naming the file and
+the problem), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import textwrap
+
+# (subcommand, module under pipelines/). A module that is not there yet is skipped, so
+# stages can land one at a time.
+STAGES: list[tuple[str, str]] = [
+    ("synth", "synth"),
+    ("info", "info"),
+    ("import", "importers"),
+    ("track", "track"),
+    ("gui", "gui_stage"),
+    ("propagate", "propagate"),
+    ("labels", "labels"),
+    ("export", "export"),
+    ("baseline", "baseline"),
+    ("demo", "demo"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="labeller",
+        description="Turn recorded RGB-D video of objects into labelled datasets.",
+        epilog="Run `labeller COMMAND --help` for a command's options and an example.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in STAGES:
+        try:
+            module = importlib.import_module(f"labeller.cli.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"labeller.cli.{module_name}":
+                continue
+            raise
+        doc = (module.__doc__ or "").strip()
+        summary = doc.splitlines()[0] if doc else name
+        p = sub.add_parser(
+            name,
+            help=summary,
+            description=doc,
+            epilog=textwrap.dedent(getattr(module, "EXAMPLE", "")),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(p)
+        p.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from labeller.core.errors import BadInput
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    debug = args.debug or bool(os.environ.get("LABELLER_DEBUG"))
+    try:
+        rc = args._main(args)
+        return 0 if rc is None else int(rc)
+    except BadInput as exc:
+        if debug:
+            raise
+        print(f"labeller {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # `labeller labels SCENE | head`: the reader left; that is not an error. Point
+        # stdout at devnull so the interpreter's final flush does not complain either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print(f"labeller {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence
+        if debug:
+            raise
+        print(
+            f"labeller {args.command}: internal error: {type(exc).__name__}: {exc}"
+            " (rerun with --debug for a traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

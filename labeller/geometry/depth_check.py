@@ -1,0 +1,303 @@
+"""Checking a posed model against the sensor depth: visibility, a consistency score, ICP.
+
+Everything here works on one object's region of interest (ROI) `(x, y, w, h)` of one
+frame. Depths are compared as *distances along the pixel's ray* (metres), like the BOP
+toolkit's `calc_gt_info` (its `depth_im_to_dist_im_fast`): `d = z * ray_length_factor`.
+
+Each pixel of the object's render is put in one class (`classify_pixels`), with
+``diff = d_model - d_sensor`` (positive: the sensor sees something nearer than the model):
+
+=====  ===============  =================================================  ==========  ======
+code   name             rule (pixel where the object is front-most)        bop19       scored
+=====  ===============  =================================================  ==========  ======
+1      AGREE            sensor depth > 0 and ``|diff| <= delta``            visible     agree
+2      MODEL_IN_FRONT   ``diff < -delta``: the sensor sees through the      visible     disagree
+                        model (it floats in front of the real surface)
+3      MODEL_BEHIND     ``delta < diff <= occlusion_margin``: the model     not visible disagree
+                        sits just behind the observed surface
+4      OCCLUDED         ``diff > occlusion_margin``: something nearer       not visible not scored
+                        that nobody annotated (a hand, another object)
+5      NO_DEPTH         sensor depth == 0 (no measurement)                  visible     not scored
+6      HIDDEN           the object renders there but another annotated      not visible not scored
+                        object is in front of it
+=====  ===============  =================================================  ==========  ======
+
+Why class 3 counts against the pose: a model pushed 2 cm *behind* the true surface
+along the viewing ray makes every pixel look "occluded" under the bop19 rule (its
+visib_fract collapses to ~0), so a score over bop19-visible pixels alone would never
+see that error, and a flag gated on visib_fract would never fire. Only a nearer
+surface beyond `occlusion_margin` (5 cm by default) is taken as a real occluder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from labeller.core.camera import CameraIntrinsics
+from labeller.core.poses import rotation_error_deg, translation_error_m
+from labeller.geometry.render import mask_bbox
+
+NONE, AGREE, MODEL_IN_FRONT, MODEL_BEHIND, OCCLUDED, NO_DEPTH, HIDDEN = range(7)
+PIXEL_CLASS_NAMES = ("none", "agree", "model_in_front", "model_behind", "occluded",
+                     "no_depth", "hidden")
+
+
+def ray_length_factor(camera: CameraIntrinsics) -> np.ndarray:
+    """(H, W) float32: distance along the pixel's ray per metre of z, sqrt(1 + x² + y²)."""
+    u = (np.arange(camera.width, dtype=np.float64) - camera.cx) / camera.fx
+    v = (np.arange(camera.height, dtype=np.float64) - camera.cy) / camera.fy
+    return np.sqrt(1.0 + u[None, :] ** 2 + v[:, None] ** 2).astype(np.float32)
+
+
+def classify_pixels(dist_model: np.ndarray, front: np.ndarray, dist_sensor: np.ndarray,
+                    delta_m: float, occlusion_margin_m: float) -> np.ndarray:
+    """Pixel classes (h, w) int8 (module table) of one object over its ROI.
+
+    dist_model: (h, w) float32 ray distance of the object rendered alone, 0 = no hit.
+    front: (h, w) bool, the object is the front-most annotated object there.
+    dist_sensor: (h, w) float32 ray distance of the sensor depth, 0 = no measurement.
+    """
+    hit = dist_model > 0
+    valid = dist_sensor > 0
+    diff = dist_model - dist_sensor
+    code = np.zeros(dist_model.shape, np.int8)
+    code[hit] = HIDDEN
+    f = hit & front
+    code[f & ~valid] = NO_DEPTH
+    fv = f & valid
+    code[fv & (np.abs(diff) <= delta_m)] = AGREE
+    code[fv & (diff < -delta_m)] = MODEL_IN_FRONT
+    code[fv & (diff > delta_m) & (diff <= occlusion_margin_m)] = MODEL_BEHIND
+    code[fv & (diff > occlusion_margin_m)] = OCCLUDED
+    return code
+
+
+@dataclass
+class ObjectMeasure:
+    """BOP gt_info counts, boxes (full image coordinates) and the consistency score."""
+
+    px_count_all: int = 0
+    px_count_valid: int = 0
+    px_count_visib: int = 0
+    visib_fract: float = 0.0
+    bbox_obj: tuple[int, int, int, int] = (-1, -1, -1, -1)
+    bbox_visib: tuple[int, int, int, int] = (-1, -1, -1, -1)
+    n_scored: int = 0
+    n_agree: int = 0
+    score: float = float("nan")
+    median_abs_dz_m: float = float("nan")
+    score_fract: float = 0.0
+
+
+def _offset_box(box: list[int], roi: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    if box[0] < 0:
+        return (-1, -1, -1, -1)
+    return (box[0] + roi[0], box[1] + roi[1], box[2], box[3])
+
+
+def measure(roi: tuple[int, int, int, int], dist_model: np.ndarray, code: np.ndarray,
+            dist_sensor: np.ndarray) -> tuple[ObjectMeasure, np.ndarray]:
+    """Counts, boxes and score of one object from its pixel classes; also its visible mask.
+
+    Definitions (bop_toolkit calc_gt_info, bop19): px_count_all = pixels of the
+    object-alone render; px_count_valid = of those, sensor depth > 0; px_count_visib =
+    visible pixels (classes AGREE, MODEL_IN_FRONT, NO_DEPTH); visib_fract =
+    visib / all (0 when all = 0). Score = AGREE / (AGREE + MODEL_IN_FRONT + MODEL_BEHIND),
+    NaN when nothing is scored; median_abs_dz_m = median |d_model - d_sensor| over
+    those scored pixels; score_fract = scored / px_count_all.
+    Returns (measure, visible mask (h, w) bool).
+    """
+    hit = dist_model > 0
+    visib = (code == AGREE) | (code == MODEL_IN_FRONT) | (code == NO_DEPTH)
+    scored = (code == AGREE) | (code == MODEL_IN_FRONT) | (code == MODEL_BEHIND)
+    m = ObjectMeasure()
+    m.px_count_all = int(hit.sum())
+    m.px_count_valid = int((hit & (dist_sensor > 0)).sum())
+    m.px_count_visib = int(visib.sum())
+    m.visib_fract = m.px_count_visib / m.px_count_all if m.px_count_all else 0.0
+    m.bbox_obj = _offset_box(mask_bbox(hit), roi)
+    m.bbox_visib = _offset_box(mask_bbox(visib), roi)
+    m.n_scored = int(scored.sum())
+    m.n_agree = int((code == AGREE).sum())
+    if m.n_scored:
+        m.score = m.n_agree / m.n_scored
+        m.median_abs_dz_m = float(np.median(np.abs(dist_model[scored] - dist_sensor[scored])))
+    m.score_fract = m.n_scored / m.px_count_all if m.px_count_all else 0.0
+    return m, visib
+
+
+# --- ICP refinement -------------------------------------------------------------------
+
+# Sensor normals come from the depth image itself (an organised cloud): the depth is
+# smoothed over NORMAL_SMOOTH_PX pixels (noise), then differenced NORMAL_STEP_PX pixels
+# either side; a neighbourhood that spans a depth jump gets no normal.
+NORMAL_SMOOTH_PX = 5
+NORMAL_STEP_PX = 2
+NORMAL_MAX_JUMP_M = 0.02
+
+
+def depth_normals(camera: CameraIntrinsics, depth_m: np.ndarray, x0: int, y0: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Points and unit normals of a depth patch whose top-left pixel is (x0, y0).
+
+    depth_m: (h, w) float32 metres (0 = none). Returns (points (h, w, 3), normals
+    (h, w, 3)) in the camera frame; normals are 0 where none could be estimated.
+    """
+    import cv2
+
+    h, w = depth_m.shape
+    valid = (depth_m > 0).astype(np.float32)
+    k = (NORMAL_SMOOTH_PX, NORMAL_SMOOTH_PX)
+    num = cv2.boxFilter(depth_m.astype(np.float32), -1, k, normalize=False)
+    den = cv2.boxFilter(valid, -1, k, normalize=False)
+    zs = np.where(den > 0, num / np.maximum(den, 1e-6), 0).astype(np.float32)
+    zs = np.where(valid > 0, zs, 0)
+    u = np.arange(x0, x0 + w, dtype=np.float32)
+    v = np.arange(y0, y0 + h, dtype=np.float32)
+    X = (u[None, :] - np.float32(camera.cx)) / np.float32(camera.fx) * zs
+    Y = (v[:, None] - np.float32(camera.cy)) / np.float32(camera.fy) * zs
+    P = np.stack([X, Y, zs], -1)
+    s = NORMAL_STEP_PX
+    N = np.zeros_like(P)
+    if h <= 2 * s or w <= 2 * s:
+        return P, N
+    du = P[s:-s, 2 * s:] - P[s:-s, :-2 * s]
+    dv = P[2 * s:, s:-s] - P[:-2 * s, s:-s]
+    n = np.cross(du, dv)
+    zc = zs[s:-s, s:-s]
+    ok = ((zc > 0) & (zs[s:-s, 2 * s:] > 0) & (zs[s:-s, :-2 * s] > 0) & (zs[2 * s:, s:-s] > 0)
+          & (zs[:-2 * s, s:-s] > 0)
+          & (np.abs(du[..., 2]) < NORMAL_MAX_JUMP_M) & (np.abs(dv[..., 2]) < NORMAL_MAX_JUMP_M))
+    norm = np.linalg.norm(n, axis=-1)
+    ok &= norm > 0
+    n = np.where(ok[..., None], n / np.maximum(norm, 1e-12)[..., None], 0)
+    N[s:-s, s:-s] = n
+    return P, N
+
+
+
+@dataclass(frozen=True)
+class IcpSettings:
+    """Point-to-plane ICP of the sensor points onto the model's visible surface.
+
+    max_trans_m / max_rot_deg: the largest correction accepted (object origin moved,
+    rotation angle). The correspondence distance shrinks over `stages` multiples of
+    max_trans_m so a correction up to the bound can be found without dragging in the
+    background at the end.
+    """
+
+    max_trans_m: float = 0.02
+    max_rot_deg: float = 5.0
+    stages: tuple[float, ...] = (2.0, 1.0, 0.5)
+    iterations: int = 20
+    max_model_points: int = 1500
+    max_sensor_points: int = 3000
+    min_points: int = 50
+
+
+def _stride_pick(n: int, k: int) -> np.ndarray:
+    """At most k indices spread evenly over range(n) (deterministic subsampling)."""
+    if n <= k:
+        return np.arange(n)
+    return np.linspace(0, n - 1, k).astype(np.int64)
+
+
+def without_twist(T_old: np.ndarray, T_new: np.ndarray, axis_obj) -> np.ndarray:
+    """T_new without the part of its rotation (relative to T_old) about the model axis.
+
+    For an object symmetric about `axis_obj` (model frame, through the model origin) that
+    turn is invisible to the depth, so ICP may spin it freely; keep the annotated one.
+    """
+    from labeller.core.poses import matrix_to_quat_wxyz, quat_wxyz_to_matrix
+
+    a = np.asarray(axis_obj, np.float64)
+    a = a / np.linalg.norm(a)
+    D = T_old[:3, :3].T @ T_new[:3, :3]  # R_new = R_old @ D
+    w, *v = matrix_to_quat_wxyz(D)
+    v = np.asarray(v)
+    p = float(v @ a)
+    n = np.hypot(w, p)
+    if n < 1e-9:  # a half turn about an axis at right angles: no twist to take out
+        return T_new
+    tw, tv = w / n, p / n * a  # twist quaternion (about a)
+    # swing = D * twist^-1 (quaternion product with the conjugate of the twist)
+    sw_w = w * tw + v @ tv
+    sw_v = -w * tv + tw * v - np.cross(v, tv)
+    out = np.array(T_new, np.float64)
+    out[:3, :3] = T_old[:3, :3] @ quat_wxyz_to_matrix([sw_w, *sw_v])
+    return out
+
+
+def icp_candidate(T_cam_obj: np.ndarray, model_pts_cam: np.ndarray, sensor_pts_cam: np.ndarray,
+                  sensor_normals_cam: np.ndarray, settings: IcpSettings,
+                  symmetry_axis=None) -> tuple[np.ndarray | None, float, float, str]:
+    """A corrected T_cam_obj from Open3D point-to-plane ICP, or None with the reason.
+
+    model_pts_cam: (N, 3) visible model surface at T_cam_obj (camera frame, metres).
+    sensor_pts_cam / sensor_normals_cam: (M, 3) sensor points around the object and their
+    unit normals (`depth_normals`). The model points are registered onto the sensor
+    (model to sensor: correspondences are driven from the object, so the supporting
+    table around it matters little); the motion found is applied to T_cam_obj. For an
+    object with a continuous `symmetry_axis` (model frame) the turn about it is dropped.
+    Returns (T_cam_obj_candidate | None, moved_m, turned_deg, reason).
+    """
+    import open3d as o3d
+
+    if len(model_pts_cam) < settings.min_points or len(sensor_pts_cam) < settings.min_points:
+        return None, float("nan"), float("nan"), "too few points"
+    mi = _stride_pick(len(model_pts_cam), settings.max_model_points)
+    si = _stride_pick(len(sensor_pts_cam), settings.max_sensor_points)
+    source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(model_pts_cam[mi]))
+    target = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(sensor_pts_cam[si]))
+    target.normals = o3d.utility.Vector3dVector(sensor_normals_cam[si])
+    with single_thread():
+        T_fix = _icp_stages(source, target, settings)
+    if T_fix is None:
+        return None, float("nan"), float("nan"), "too few correspondences"
+    T_new = T_fix @ T_cam_obj
+    if symmetry_axis is not None:
+        T_new = without_twist(T_cam_obj, T_new, symmetry_axis)
+    moved = translation_error_m(T_new, T_cam_obj)
+    turned = rotation_error_deg(T_new, T_cam_obj)
+    if moved > settings.max_trans_m or turned > settings.max_rot_deg:
+        return None, moved, turned, "correction beyond the bounds"
+    return T_new, moved, turned, "ok"
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run Open3D on one thread inside the block (process-wide while it lasts).
+
+    Open3D's ICP sums its normal equations in a TBB parallel reduction whose order
+    depends on scheduling, so two runs can differ in the last bits; on one thread the
+    order is fixed, and the batched (worker) and per-frame paths give identical poses.
+    """
+    import open3d as o3d
+
+    before = o3d.utility.get_max_threads()
+    o3d.utility.set_max_threads(1)
+    try:
+        yield
+    finally:
+        o3d.utility.set_max_threads(before)
+
+
+def _icp_stages(source, target, settings: IcpSettings) -> np.ndarray | None:
+    """The model-to-sensor motion (4, 4) after the coarse-to-fine stages; None if lost."""
+    import open3d as o3d
+
+    reg = o3d.pipelines.registration
+    T_fix = np.eye(4)
+    for k in settings.stages:
+        # Tukey's loss down-weights the background caught at the larger distances.
+        est = reg.TransformationEstimationPointToPlane(reg.TukeyLoss(k=k * settings.max_trans_m))
+        crit = reg.ICPConvergenceCriteria(relative_fitness=1e-7, relative_rmse=1e-7,
+                                          max_iteration=settings.iterations)
+        res = reg.registration_icp(source, target, k * settings.max_trans_m, T_fix, est, crit)
+        if len(res.correspondence_set) < settings.min_points:
+            return None
+        T_fix = np.asarray(res.transformation, dtype=np.float64).copy()
+    return T_fix

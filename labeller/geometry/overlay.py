@@ -1,0 +1,405 @@
+"""Object overlays for the annotation GUI, and the geometry of editing a pose (Qt-free).
+
+Rendering: every object is cast alone, in its own model frame, inside the box its model
+projects to (`labeller.geometry.render.ObjectRenderer` built once per mesh at the identity pose,
+seen from `T_obj_cam = inv(T_world_obj) @ T_world_cam`), and the casts are merged with a
+z-buffer. Moving an object therefore never rebuilds a ray-casting scene, objects that did
+not move are reused from the previous render, and a drag costs one small cast. The
+preview used while dragging casts at half resolution (a quarter of the rays) and is
+scaled back up. Results are numpy images (RGBA uint8) that any toolkit can show.
+
+Editing geometry: nudges along the camera axes, rotations about the object's centre
+(the centre of the model's bounding box) about camera axes, dragging in the image
+plane, moving along the viewing ray, and click-to-place (back-project the clicked
+pixel's sensor depth and put the model's visible surface there).
+
+Frames and units: T_world_obj, T_world_cam are 4x4 float64 (metres); camera frame is
+OpenCV (x right, y down, z forward); pixel (u, v) has its centre at integer coordinates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from labeller.core.camera import CameraIntrinsics
+from labeller.core.poses import axis_angle_to_matrix, inv_pose
+from labeller.formats.models import ObjectModel
+from labeller.geometry.render import ObjectRenderer, projected_bbox
+
+# The preview shown while dragging casts at this fraction of the image size (both axes).
+PREVIEW_SCALE = 0.5
+# Click-to-place reads the sensor depth as the median of the valid pixels within this
+# radius of the click: one missing or noisy pixel must not throw the object away.
+PLACE_DEPTH_RADIUS_PX = 2
+
+
+@dataclass(frozen=True)
+class OverlayObject:
+    """One object to draw: id (1..65535), its mesh, T_world_obj (4x4) and colour (RGB)."""
+
+    obj_id: int
+    model: ObjectModel
+    T_world_obj: np.ndarray
+    color_rgb: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class OverlayStyle:
+    """opacity: alpha of the filled silhouettes (0..1); outlines are opaque."""
+
+    opacity: float = 0.45
+    outline: bool = True
+    outline_px: int = 1
+    selected_outline_px: int = 2
+    selected_rgb: tuple[int, int, int] = (255, 255, 255)
+
+
+@dataclass
+class OverlayResult:
+    """One rendered overlay at the camera's full resolution.
+
+    rgba: (H, W, 4) uint8 straight (non-premultiplied) alpha; inst: (H, W) uint16 object
+    ids (0 = none); depth: (H, W) float32 metres along camera z (0 = none); preview: True
+    when cast at PREVIEW_SCALE and scaled up.
+    """
+
+    rgba: np.ndarray
+    inst: np.ndarray
+    depth: np.ndarray
+    preview: bool = False
+    casts: int = 0  # objects actually cast (the rest came from the cache)
+
+
+@dataclass
+class _Cast:
+    key: tuple
+    roi: tuple[int, int, int, int]
+    depth: np.ndarray  # (h, w) float32, 0 where the object is not hit
+
+
+def model_centre(model: ObjectModel) -> np.ndarray:
+    """Centre of the model's axis-aligned bounding box (3,), model frame, metres."""
+    return (model.vertices.min(0) + model.vertices.max(0)) / 2.0
+
+
+@dataclass
+class OverlayRenderer:
+    """Casts posed models into frames; keeps per-mesh casters and the last casts.
+
+    Not thread-safe: use one renderer per thread (the GUI uses one worker at a time).
+    """
+
+    max_cached_models: int = 64
+    _casters: dict[Path, tuple[ObjectModel, ObjectRenderer]] = field(default_factory=dict)
+    _last: dict[tuple[int, bool], _Cast] = field(default_factory=dict)
+
+    def caster(self, model: ObjectModel) -> ObjectRenderer:
+        """A renderer holding `model` alone at the identity pose (built once per mesh)."""
+        hit = self._casters.get(model.path)
+        if hit is not None and hit[0] is model:
+            return hit[1]
+        if len(self._casters) >= self.max_cached_models:
+            self._casters.clear()
+        r = ObjectRenderer([(1, model, np.eye(4))])
+        self._casters[model.path] = (model, r)
+        return r
+
+    def _cast_one(self, camera: CameraIntrinsics, T_world_cam: np.ndarray,
+                  obj: OverlayObject, preview: bool) -> tuple[_Cast | None, bool]:
+        """(the object's cast, whether it was cast now rather than reused)."""
+        T_obj_cam = inv_pose(obj.T_world_obj) @ T_world_cam
+        key = (str(obj.model.path), len(obj.model.vertices), camera, T_obj_cam.tobytes())
+        last = self._last.get((obj.obj_id, preview))
+        if last is not None and last.key == key:
+            return last, False
+        roi = projected_bbox(camera, inv_pose(T_obj_cam), obj.model)
+        if roi is None:
+            self._last.pop((obj.obj_id, preview), None)
+            return None, False
+        r = self.caster(obj.model).render(camera, T_obj_cam, roi=roi)
+        c = _Cast(key, roi, r.depth)
+        self._last[(obj.obj_id, preview)] = c
+        return c, True
+
+    def cast(self, camera: CameraIntrinsics, T_world_cam: np.ndarray,
+             objects: Sequence[OverlayObject], preview: bool = False
+             ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Z-buffered depth (H, W) float32 metres and ids (H, W) uint16 of `objects`.
+
+        Returns (depth, inst, number of objects actually cast). With `preview` the cast
+        runs at PREVIEW_SCALE of the camera's size and is NOT scaled up here.
+        """
+        cam = camera.scaled(PREVIEW_SCALE) if preview else camera
+        depth = np.zeros((cam.height, cam.width), np.float32)
+        inst = np.zeros((cam.height, cam.width), np.uint16)
+        n_cast = 0
+        keep = {(o.obj_id, preview) for o in objects}
+        for k in [k for k in self._last if k[1] == preview and k not in keep]:
+            del self._last[k]
+        for obj in objects:
+            c, fresh = self._cast_one(cam, T_world_cam, obj, preview)
+            if c is None:
+                continue
+            n_cast += fresh
+            x, y, w, h = c.roi
+            zd = depth[y:y + h, x:x + w]
+            zi = inst[y:y + h, x:x + w]
+            take = (c.depth > 0) & ((zd == 0) | (c.depth < zd))
+            zd[take] = c.depth[take]
+            zi[take] = obj.obj_id
+        return depth, inst, n_cast
+
+    def render(self, camera: CameraIntrinsics, T_world_cam: np.ndarray,
+               objects: Sequence[OverlayObject], selected: int | None = None,
+               style: OverlayStyle = OverlayStyle(), preview: bool = False) -> OverlayResult:
+        """Silhouettes of `objects` seen from T_world_cam, composed into an RGBA overlay."""
+        depth, inst, n = self.cast(camera, T_world_cam, objects, preview)
+        if preview:
+            size = (camera.width, camera.height)
+            depth = cv2.resize(depth, size, interpolation=cv2.INTER_NEAREST)
+            inst = cv2.resize(inst, size, interpolation=cv2.INTER_NEAREST)
+        colors = {o.obj_id: o.color_rgb for o in objects}
+        rgba = compose_overlay(inst, colors, selected, style)
+        return OverlayResult(rgba, inst, depth, preview, n)
+
+
+def _boundary(inst: np.ndarray, px: int) -> np.ndarray:
+    """Object pixels (inst > 0) within `px` pixels of a pixel with another id."""
+    edge = np.zeros(inst.shape, bool)
+    dx = inst[:, 1:] != inst[:, :-1]
+    dy = inst[1:, :] != inst[:-1, :]
+    edge[:, 1:] |= dx
+    edge[:, :-1] |= dx
+    edge[1:, :] |= dy
+    edge[:-1, :] |= dy
+    if px > 1:
+        edge = cv2.dilate(edge.view(np.uint8), np.ones((2 * px - 1, 2 * px - 1), np.uint8)) > 0
+    return edge & (inst > 0)
+
+
+def compose_overlay(inst: np.ndarray, colors: dict[int, tuple[int, int, int]],
+                    selected: int | None = None, style: OverlayStyle = OverlayStyle()) -> np.ndarray:
+    """RGBA (H, W, 4) uint8: each object's silhouette in its colour at `style.opacity`,
+    an opaque outline in the same colour, the selected object outlined in
+    `style.selected_rgb`.
+
+    Works inside the box around all objects only, on RGBA packed as uint32 (one gather
+    per pixel): this runs on every update of a drag.
+    """
+    h, w = inst.shape
+    out = np.zeros((h, w), np.uint32)
+    rows = np.flatnonzero(inst.any(1))
+    if rows.size == 0:
+        return out.view(np.uint8).reshape(h, w, 4)
+    cols = np.flatnonzero(inst[rows[0]:rows[-1] + 1].any(0))
+    m = 1 + max(style.outline_px, style.selected_outline_px)  # room for outlines
+    y0, y1 = max(rows[0] - m, 0), min(rows[-1] + m + 1, h)
+    x0, x1 = max(cols[0] - m, 0), min(cols[-1] + m + 1, w)
+    sub = inst[y0:y1, x0:x1]
+    n = int(max(max(colors, default=0), int(sub.max()))) + 1
+    alpha = int(round(np.clip(style.opacity, 0.0, 1.0) * 255))
+    fill = np.zeros((n, 4), np.uint8)
+    line = np.zeros((n, 4), np.uint8)
+    for i, c in colors.items():
+        fill[i] = (*c, alpha)
+        line[i] = (*c, 255)
+    fill32, line32 = fill.view(np.uint32).ravel(), line.view(np.uint32).ravel()
+    rgba = fill32[sub]
+    if style.outline:
+        edge = _boundary(sub, style.outline_px)
+        rgba = np.where(edge, line32[sub], rgba)
+        if selected is not None and selected in colors and selected < n:
+            sel = sub == selected
+            if sel.any():
+                e = _boundary(sel.view(np.uint8), style.selected_outline_px)
+                white = np.array([(*style.selected_rgb, 255)], np.uint8).view(np.uint32)[0]
+                rgba[e] = white
+    out[y0:y1, x0:x1] = rgba
+    return out.view(np.uint8).reshape(h, w, 4)
+
+
+def blend(rgb: np.ndarray, rgba: np.ndarray) -> np.ndarray:
+    """rgb (H, W, 3) uint8 with the overlay rgba (H, W, 4) laid over it (for screenshots)."""
+    a = rgba[..., 3:4].astype(np.float32) / 255.0
+    out = rgb.astype(np.float32) * (1 - a) + rgba[..., :3].astype(np.float32) * a
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def depth_false_colour(depth_m: np.ndarray, near_m: float | None = None,
+                       far_m: float | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a depth image in metres (turbo colour map; black = no depth).
+
+    The range defaults to the 2nd..98th percentile of the valid depths.
+    """
+    valid = depth_m > 0
+    out = np.zeros((*depth_m.shape, 3), np.uint8)
+    if not valid.any():
+        return out
+    lo, hi = np.percentile(depth_m[valid], [2, 98]) if near_m is None or far_m is None else (0, 0)
+    lo = near_m if near_m is not None else float(lo)
+    hi = far_m if far_m is not None else float(hi)
+    hi = max(hi, lo + 1e-3)
+    x = np.clip((depth_m - lo) / (hi - lo), 0, 1)
+    col = cv2.applyColorMap((x * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1]
+    out[valid] = col[valid]
+    return out
+
+
+# -- pose editing geometry -------------------------------------------------------------
+def translate_in_camera(T_world_obj: np.ndarray, T_world_cam: np.ndarray,
+                        d_cam: Sequence[float]) -> np.ndarray:
+    """T_world_obj moved by d_cam (3,) metres along the camera's axes."""
+    T = np.array(T_world_obj, dtype=np.float64)
+    T[:3, 3] += np.asarray(T_world_cam, dtype=np.float64)[:3, :3] @ np.asarray(d_cam, float)
+    return T
+
+
+def rotate_in_camera(T_world_obj: np.ndarray, T_world_cam: np.ndarray,
+                     axis_cam: Sequence[float], angle_rad: float,
+                     centre_obj: np.ndarray) -> np.ndarray:
+    """T_world_obj turned by `angle_rad` about `axis_cam` (a camera-frame direction)
+    through the object's centre `centre_obj` (model frame, metres)."""
+    T = np.asarray(T_world_obj, dtype=np.float64)
+    R_wc = np.asarray(T_world_cam, dtype=np.float64)[:3, :3]
+    R = R_wc @ axis_angle_to_matrix(np.asarray(axis_cam, float), angle_rad) @ R_wc.T
+    c_world = T[:3, :3] @ centre_obj + T[:3, 3]
+    out = np.eye(4)
+    out[:3, :3] = R @ T[:3, :3]
+    out[:3, 3] = R @ (T[:3, 3] - c_world) + c_world
+    return out
+
+
+def centre_in_camera(T_world_obj: np.ndarray, T_world_cam: np.ndarray,
+                     centre_obj: np.ndarray) -> np.ndarray:
+    """The object's centre (3,) in the camera frame, metres."""
+    T_cam_obj = inv_pose(T_world_cam) @ np.asarray(T_world_obj, dtype=np.float64)
+    return T_cam_obj[:3, :3] @ centre_obj + T_cam_obj[:3, 3]
+
+
+# A drag never puts the object closer than this (the image-plane scale 1/z blows up).
+MIN_DRAG_DEPTH_M = 0.05
+
+
+def drag_translate(T_start: np.ndarray, T_world_cam: np.ndarray, camera: CameraIntrinsics,
+                   centre_obj: np.ndarray, du: float, dv: float) -> np.ndarray:
+    """Move the object parallel to the image plane so its centre follows the mouse by
+    (du, dv) pixels (at the centre's depth; the depth stays)."""
+    z = max(float(centre_in_camera(T_start, T_world_cam, centre_obj)[2]), MIN_DRAG_DEPTH_M)
+    return translate_in_camera(T_start, T_world_cam, (du * z / camera.fx, dv * z / camera.fy, 0.0))
+
+
+def move_along_ray(T_world_obj: np.ndarray, T_world_cam: np.ndarray,
+                   centre_obj: np.ndarray, dz_m: float) -> np.ndarray:
+    """Move the object towards (dz < 0) or away from the camera along the ray through
+    its centre, so its centre stays on the same pixel; dz is the change in camera z."""
+    c = centre_in_camera(T_world_obj, T_world_cam, centre_obj)
+    z = float(c[2])
+    if z <= 1e-6:  # behind the camera: there is no ray through a pixel; move along z
+        return translate_in_camera(T_world_obj, T_world_cam, (0.0, 0.0, dz_m))
+    z_new = max(z + dz_m, MIN_DRAG_DEPTH_M)
+    return translate_in_camera(T_world_obj, T_world_cam, c * (z_new / z) - c)
+
+
+def drag_rotate(T_start: np.ndarray, T_world_cam: np.ndarray, centre_obj: np.ndarray,
+                du: float, dv: float, deg_per_px: float = 0.5) -> np.ndarray:
+    """Trackball-style rotation about the object's centre: dragging right turns the
+    side facing the camera to the right (about camera y), dragging down turns it down
+    (about camera x). Computed from the drag's start pose, so it is exact to repeat."""
+    ang_y = -np.radians(du * deg_per_px)
+    ang_x = np.radians(dv * deg_per_px)
+    angle = float(np.hypot(ang_x, ang_y))
+    if angle == 0.0:
+        return np.array(T_start, dtype=np.float64)
+    axis = np.array([ang_x, ang_y, 0.0]) / angle
+    return rotate_in_camera(T_start, T_world_cam, axis, angle, centre_obj)
+
+
+def depth_at_pixel(depth_m: np.ndarray, u: int, v: int,
+                   radius: int = PLACE_DEPTH_RADIUS_PX) -> float | None:
+    """Median of the valid depths (metres) within `radius` of pixel (u, v); None if none."""
+    h, w = depth_m.shape
+    if not (0 <= u < w and 0 <= v < h):
+        return None
+    win = depth_m[max(v - radius, 0):v + radius + 1, max(u - radius, 0):u + radius + 1]
+    vals = win[win > 0]
+    return float(np.median(vals)) if vals.size else None
+
+
+def backproject_pixel(camera: CameraIntrinsics, depth_m: np.ndarray, u: int, v: int
+                      ) -> np.ndarray | None:
+    """The surface point (3,) in the camera frame (metres) seen at pixel (u, v)."""
+    z = depth_at_pixel(depth_m, u, v)
+    if z is None:
+        return None
+    return camera.backproject(u, v, z).reshape(3)
+
+
+def surface_depth(model: ObjectModel, T_cam_obj: np.ndarray, camera: CameraIntrinsics,
+                  u: int, v: int, renderer: OverlayRenderer | None = None) -> float | None:
+    """Camera z (metres) of the model's first surface along pixel (u, v)'s ray, or None."""
+    r = (renderer or OverlayRenderer()).caster(model)
+    out = r.render(camera, inv_pose(T_cam_obj), roi=(int(u), int(v), 1, 1))
+    z = float(out.depth[0, 0])
+    return z if z > 0 else None
+
+
+def place_at_pixel(camera: CameraIntrinsics, T_world_cam: np.ndarray, depth_m: np.ndarray,
+                   u: int, v: int, model: ObjectModel, R_world_obj: np.ndarray,
+                   renderer: OverlayRenderer | None = None) -> np.ndarray | None:
+    """Click-to-place: a T_world_obj with rotation `R_world_obj` that puts the model's
+    visible surface on the sensor's surface point at pixel (u, v).
+
+    The object's centre goes on the pixel's viewing ray, and the object is pushed back
+    along that ray until its first surface along the ray sits at the measured depth.
+    None when the pixel has no valid depth.
+    """
+    u, v = int(round(u)), int(round(v))
+    p_cam = backproject_pixel(camera, depth_m, u, v)
+    if p_cam is None:
+        return None
+    z_p = float(p_cam[2])
+    ray = p_cam / z_p  # (x, y, 1): moving by s * ray changes camera z by s
+    R_cam_obj = np.asarray(T_world_cam, float)[:3, :3].T @ np.asarray(R_world_obj, float)
+    centre = model_centre(model)
+    T_cam_obj = np.eye(4)
+    T_cam_obj[:3, :3] = R_cam_obj
+    T_cam_obj[:3, 3] = p_cam - R_cam_obj @ centre
+    z_hit = surface_depth(model, T_cam_obj, camera, u, v, renderer)
+    if z_hit is not None:
+        shift = z_p - z_hit
+    else:  # the ray slips past the mesh (an open mug): use half the model's depth
+        shift = float(np.abs(R_cam_obj[2] @ np.diag(model.extent_m)).sum()) / 2.0
+    T_cam_obj[:3, 3] += shift * ray
+    T_world_obj = np.asarray(T_world_cam, float) @ T_cam_obj
+    T_world_obj[:3, :3] = R_world_obj  # exactly the rotation asked for, not a round trip
+    return T_world_obj
+
+
+# -- Euler angles for numeric entry ----------------------------------------------------
+def matrix_to_euler_xyz_deg(R: np.ndarray) -> np.ndarray:
+    """Angles (rx, ry, rz) in degrees with R = Rz(rz) @ Ry(ry) @ Rx(rx) (extrinsic x, y, z)."""
+    R = np.asarray(R, dtype=np.float64)
+    sy = -R[2, 0]
+    ry = np.arcsin(np.clip(sy, -1.0, 1.0))
+    if abs(sy) < 1 - 1e-9:
+        rx = np.arctan2(R[2, 1], R[2, 2])
+        rz = np.arctan2(R[1, 0], R[0, 0])
+    else:  # gimbal lock: rx and rz turn about the same axis; put it all in rz
+        rx = 0.0
+        rz = np.arctan2(-R[0, 1], R[1, 1])
+    return np.degrees([rx, ry, rz])
+
+
+def euler_xyz_deg_to_matrix(angles_deg: Sequence[float]) -> np.ndarray:
+    """Inverse of matrix_to_euler_xyz_deg: R = Rz @ Ry @ Rx (3, 3)."""
+    rx, ry, rz = np.radians(np.asarray(angles_deg, dtype=np.float64))
+    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
+    Rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    Ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    Rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return Rz @ Ry @ Rx
