@@ -47,6 +47,7 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check labeller tests bench
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 test: lint
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/pytest -q

@@ -42,12 +42,8 @@ def make_scene(out: Path) -> Path:
 
 def core(scene: Path, steps: int) -> dict[str, float]:
     from labeller.annotate.document import DocumentModel
-    from labeller.geometry.overlay import (
-        OverlayObject,
-        OverlayRenderer,
-        drag_translate,
-        model_centre,
-    )
+    from labeller.annotate.pose_edit import drag_translate
+    from labeller.geometry.overlay import OverlayObject, OverlayRenderer, model_centre
     from labeller.geometry.render import ObjectRenderer
 
     m = DocumentModel.open(scene, YCB if YCB.is_dir() else None)

@@ -1,6 +1,6 @@
-"""Refine one object's pose, score it against the sensor depth, preview propagation (Qt-free).
+"""Refine one object's pose and score it against the sensor depth (Qt-free).
 
-What the GUI's part 2 needs from the core, built on `labeller.propagate.FrameLabeller`
+Built on `labeller.propagate.FrameLabeller`
 (render + composite + the `labeller.geometry.depth_check` classes and score) and
 `labeller.geometry.depth_check.icp_candidate` (Open3D point-to-plane ICP with the symmetry twist
 removed), so the GUI scores exactly as `labeller propagate` does:
@@ -10,23 +10,23 @@ removed), so the GUI scores exactly as `labeller propagate` does:
   model against the sensor depth of `frames` (all at once, in the world frame: a view
   that cannot see an error along its ray is helped by the others) or against the fused
   cloud `recon/cloud.ply`; returns the new T_world_obj with the score before and after.
-- `compute_preview` / `read_preview`: per-frame, per-object scores and flags, computed on
-  the fly or read from `labels/labels.h5` when that file matches the current document.
+
+The propagation preview is `labeller.annotate.preview`, keyframe suggestions
+`labeller.annotate.keyframes`.
 
 Frames and units: T_world_obj, T_world_cam 4x4 float64 (metres); points (N, 3) metres.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from labeller.core.classes import BY_NAME
 from labeller.core.poses import inv_pose, rotation_error_deg, transform_points, translation_error_m
-from labeller.formats.labels import flag_rule
 from labeller.formats.scene import Scene
 from labeller.geometry.depth_check import (
     AGREE,
@@ -39,8 +39,6 @@ from labeller.geometry.depth_check import (
     depth_normals,
     icp_candidate,
 )
-
-Progress = Callable[[int, int], "bool | None"]
 
 # Scoring settings: the defaults of `labeller propagate` (PropagateConfig).
 DELTA_M = 0.015
@@ -99,7 +97,7 @@ def _job(scene: Scene, objects: Sequence[PosedObject], refine: str = "none"):
                REFINE_ICP, axes)
 
 
-def _labeller(scene: Scene, objects: Sequence[PosedObject]):
+def scene_labeller(scene: Scene, objects: Sequence[PosedObject]):
     from labeller.propagate import FrameLabeller
 
     return FrameLabeller(_job(scene, objects))
@@ -111,7 +109,7 @@ def frame_measures(scene: Scene, objects: Sequence[PosedObject], t: int,
     traj = scene.trajectory
     if not objects or t not in traj:
         return {}
-    fl = _labeller(scene, objects)
+    fl = scene_labeller(scene, objects)
     d = scene.depth(t) if depth_m is None else depth_m
     _, views, *_ = fl.analyse(np.asarray(traj[t], np.float64), d)
     return {o.obj_id: v.m for o, v in zip(objects, views, strict=True)}
@@ -138,7 +136,7 @@ def _depth_points(scene: Scene, objects: Sequence[PosedObject], i: int, frames: 
     """World-frame model surface points of object i as seen in `frames`, sensor points
     around it with normals, and the measures of object i there."""
     cam = scene.camera
-    fl = _labeller(scene, objects)
+    fl = scene_labeller(scene, objects)
     traj = scene.trajectory
     P_model, P_sens, N_sens, measures = [], [], [], []
     oid = objects[i].obj_id
@@ -265,7 +263,7 @@ def refine_object(scene: Scene, objects: Sequence[PosedObject], obj_id: int,
         o = objs[idx]
         trial = objs[:idx] + [PosedObject(o.obj_id, o.model_path, o.class_name, T)] \
             + objs[idx + 1:]
-        fl = _labeller(scene, trial)
+        fl = scene_labeller(scene, trial)
         ms = []
         for t in frames:
             if t in scene.trajectory:
@@ -352,120 +350,3 @@ def _point_to_point(P_model: np.ndarray, P_sensor: np.ndarray, symmetry_axis
     if moved > s.max_trans_m or turned > s.max_rot_deg:
         return None, moved, turned, "correction beyond the bounds"
     return T_fix, moved, turned, "ok"
-
-
-# --- propagation preview --------------------------------------------------------------
-
-@dataclass
-class Preview:
-    """Per-frame, per-object depth-consistency of the propagated poses.
-
-    frame_ids (F,) frames with a camera pose; ids (O,) object ids; score, score_fract
-    (F, O) float; flagged (F, O) bool (labeller.formats.labels.flag_rule); source: "labels.h5"
-    or "computed"."""
-
-    frame_ids: list[int]
-    ids: list[int]
-    score: np.ndarray
-    score_fract: np.ndarray
-    flagged: np.ndarray
-    source: str
-    row: dict[int, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.row = {t: r for r, t in enumerate(self.frame_ids)}
-
-    def flagged_frames(self) -> list[int]:
-        return [t for t, f in zip(self.frame_ids, self.flagged.any(1), strict=True) if f]
-
-    def next_flagged(self, t: int, direction: int = 1) -> int | None:
-        c = [f for f in self.flagged_frames() if (f - t) * direction > 0]
-        return (min(c) if direction > 0 else max(c)) if c else None
-
-    def object_state(self, t: int) -> dict[int, tuple[float, bool]]:
-        """{obj_id: (score, flagged)} in frame t (empty when t has no row)."""
-        r = self.row.get(int(t))
-        if r is None:
-            return {}
-        return {i: (float(self.score[r, k]), bool(self.flagged[r, k]))
-                for k, i in enumerate(self.ids)}
-
-
-def compute_preview(scene: Scene, objects: Sequence[PosedObject],
-                    progress: Progress | None = None) -> Preview | None:
-    """Score every posed frame on the fly (what `labeller propagate` would flag, without
-    ICP). progress(done, total) returning False stops: None is returned."""
-    traj = scene.trajectory
-    frames = [t for t in range(scene.n_frames) if t in traj]
-    n = len(objects)
-    score = np.full((len(frames), n), np.nan, np.float32)
-    fract = np.zeros((len(frames), n), np.float32)
-    fl = _labeller(scene, objects) if n else None
-    for r, t in enumerate(frames):
-        if fl is not None:
-            _, views, *_ = fl.analyse(np.asarray(traj[t], np.float64), scene.depth(t))
-            for k, v in enumerate(views):
-                score[r, k] = v.m.score
-                fract[r, k] = v.m.score_fract
-        if progress is not None and progress(r + 1, len(frames)) is False:
-            return None
-    flagged = flag_rule(score, fract, FLAG_MIN_SCORE, FLAG_MIN_VISIB)
-    return Preview(frames, [o.obj_id for o in objects], score, fract, flagged, "computed")
-
-
-def read_preview(labels_path: Path, objects: Sequence[PosedObject],
-                 trajectory_sha256: str | None) -> tuple[Preview | None, str]:
-    """(the preview from labels.h5, "") when it was computed from these exact poses and
-    trajectory; otherwise (None, why it is stale or unreadable)."""
-    from labeller.core.errors import BadInput
-    from labeller.formats.labels import Labels
-
-    if not Path(labels_path).is_file():
-        return None, "no labels/labels.h5 yet"
-    try:
-        with Labels.open(labels_path) as lab:
-            if trajectory_sha256 and lab.attrs.get("trajectory_sha256") != trajectory_sha256:
-                return None, "labels.h5 was computed against another trajectory"
-            mine = {o.obj_id: np.asarray(o.T_world_obj, np.float64) for o in objects}
-            theirs = {o.id: np.asarray(o.T_world_obj, np.float64) for o in lab.objects}
-            if mine.keys() != theirs.keys() or any(
-                    not np.allclose(mine[i], theirs[i], atol=1e-9) for i in mine):
-                return None, "the annotations changed since labels.h5 was computed"
-            order = [o.id for o in lab.objects]
-            return Preview([int(t) for t in lab.frame_ids], order,
-                           lab.arrays["score"].astype(np.float32),
-                           lab.arrays["score_fract"].astype(np.float32),
-                           lab.arrays["flagged"].astype(bool), "labels.h5"), ""
-    except BadInput as exc:
-        return None, str(exc)
-
-
-def suggest_keyframes(scene: Scene, n: int = 4, centre_world: np.ndarray | None = None
-                      ) -> list[int]:
-    """3-6 frames spread over the camera's viewpoints (farthest-point sampling of the
-    viewing directions towards `centre_world`, default the point 1 m before the first
-    camera, plus the camera positions), first frame included."""
-    n = int(min(max(n, 3), 6))
-    traj = scene.trajectory
-    frames = [t for t in range(scene.n_frames) if t in traj]
-    if len(frames) <= n:
-        return frames
-    T = np.stack([np.asarray(traj[t], np.float64) for t in frames])
-    pos = T[:, :3, 3]
-    if centre_world is None:
-        centre_world = T[0, :3, :3] @ np.array([0.0, 0.0, 1.0]) + T[0, :3, 3]
-    d = np.asarray(centre_world, np.float64) - pos
-    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-9)
-    chosen = [0]
-    dist = np.arccos(np.clip(d @ d[0], -1, 1))
-    for _ in range(n - 1):
-        k = int(np.argmax(dist))
-        if dist[k] <= 0:
-            break
-        chosen.append(k)
-        dist = np.minimum(dist, np.arccos(np.clip(d @ d[k], -1, 1)))
-    return sorted(frames[k] for k in chosen)
-
-
-__all__ = ["PosedObject", "Preview", "RefineResult", "compute_preview", "frame_measures",
-           "read_preview", "refine_object", "suggest_keyframes"]

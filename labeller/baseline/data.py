@@ -1,6 +1,6 @@
 """Read a PROPS classification dataset and preprocess it as the course does.
 
-The on-disk format is fixed by DESIGN.md ("PROPS classification format")::
+The on-disk format is fixed by docs/design.md ("PROPS classification format")::
 
     Progress-Objects-Sample/
       meta.pkl               {"test_split": ["mug_3", "cracker_box_12", ...]}

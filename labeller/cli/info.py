@@ -16,7 +16,7 @@ most 3, then "… and K more").
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scene", help="scene directory (DESIGN.md layout)")
+    p.add_argument("scene", help="scene directory (docs/design.md layout)")
     p.add_argument("--quick", action="store_true",
                    help="check only the first frame's contents (default: every frame)")
     p.add_argument("--models", metavar="DIR", default=None,

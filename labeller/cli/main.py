@@ -1,6 +1,6 @@
 """The `labeller` console script: one subcommand per pipeline stage.
 
-Exit codes (DESIGN.md): 0 success, 2 bad input (one-line message naming the file and
+Exit codes (docs/design.md): 0 success, 2 bad input (one-line message naming the file and
 the problem), 1 anything else.
 """
 
@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from labeller.core.errors import BadInput
+    from labeller.core.config import flag_of
+    from labeller.core.errors import BadInput, ConfigError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -69,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = args._main(args)
         return 0 if rc is None else int(rc)
+    except ConfigError as exc:
+        if debug:
+            raise
+        # The library names the config field; the user typed the option that sets it.
+        where = flag_of(exc.config_class, exc.field) or exc.path
+        print(f"labeller {args.command}: error: {where}: {exc.problem}", file=sys.stderr)
+        return 2
     except BadInput as exc:
         if debug:
             raise

@@ -28,7 +28,7 @@ stale annotations), with a one-line message naming the file and the field.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scene", metavar="SCENE", help="scene directory (DESIGN.md layout)")
+    p.add_argument("scene", metavar="SCENE", help="scene directory (docs/design.md layout)")
     p.add_argument("--refine", choices=("none", "icp"), default="none",
                    help="icp: per-frame point-to-plane ICP against the sensor depth, stored "
                         "beside the propagated pose (default: none)")

@@ -39,3 +39,23 @@ class FormatError(BadInput):
 
 class ModelError(BadInput):
     """An object model is missing, unreadable or in the wrong units."""
+
+
+class Cancelled(LabellerError):
+    """A stage stopped because its progress callback returned False (the user cancelled).
+
+    The one cancellation exception of the project: every stage raises it (or returns a
+    partial result, where the stage documents so), and nothing half-written stays in
+    place, since every writer goes through `labeller.core.fileio`'s atomic helpers.
+    """
+
+
+class ConfigError(BadInput):
+    """A stage setting is out of range. Names the config field (``TrackConfig.voxel_m``);
+    the command line shows the option that sets it instead (``--voxel``)."""
+
+    def __init__(self, config: type | object, field: str, problem: str):
+        cls = config if isinstance(config, type) else type(config)
+        self.config_class = cls
+        self.field = field
+        super().__init__(f"{cls.__name__}.{field}", problem)

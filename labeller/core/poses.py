@@ -1,4 +1,4 @@
-"""Rigid poses as 4x4 float64 homogeneous matrices (DESIGN.md conventions).
+"""Rigid poses as 4x4 float64 homogeneous matrices (docs/design.md conventions).
 
 `T_a_b` maps coordinates in frame b into frame a: ``p_a = T_a_b @ p_b``. Translations
 are in metres, angles in radians unless a name says degrees. Quaternion order is
@@ -7,6 +7,8 @@ ProgressLabeller).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -139,11 +141,16 @@ def axis_angle_to_matrix(axis, angle_rad: float) -> np.ndarray:
     return np.eye(3) + np.sin(angle_rad) * K + (1 - np.cos(angle_rad)) * (K @ K)
 
 
-def rotation_error_deg(T_a, T_b) -> float:
-    """Angle in degrees of the rotation taking T_a's rotation to T_b's."""
-    R = np.asarray(T_a)[:3, :3].T @ np.asarray(T_b)[:3, :3]
+def rotation_angle_deg(T) -> float:
+    """Angle in degrees of the rotation part of a 3x3 rotation or 4x4 pose."""
+    R = np.asarray(T)[:3, :3]
     c = np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)
     return float(np.degrees(np.arccos(c)))
+
+
+def rotation_error_deg(T_a, T_b) -> float:
+    """Angle in degrees of the rotation taking T_a's rotation to T_b's."""
+    return rotation_angle_deg(np.asarray(T_a)[:3, :3].T @ np.asarray(T_b)[:3, :3])
 
 
 def translation_error_m(T_a, T_b) -> float:
@@ -197,9 +204,69 @@ def rigid_or_none(T: np.ndarray) -> tuple[np.ndarray | None, str | None]:
     if err > REORTHO_TOL or np.linalg.det(R) <= 0:
         return None, (f"rotation is not a rotation (max |RᵀR - I| = {err:.3g}, "
                       f"det {np.linalg.det(R):.3f})")
-    U, _, Vt = np.linalg.svd(R)
     out = np.array(T, dtype=np.float64)
-    out[:3, :3] = U @ Vt
+    out[:3, :3] = nearest_rotation(R)  # det(R) > 0 here, so no reflection to flip
     out[3] = (0.0, 0.0, 0.0, 1.0)
     problem = pose_problem(out)
     return (None, problem) if problem else (out, None)
+
+
+def nearest_rotation(R: np.ndarray) -> np.ndarray:
+    """The rotation nearest to a 3x3 matrix (SVD projection; a reflection is flipped)."""
+    U, _, Vt = np.linalg.svd(R)
+    out = U @ Vt
+    if np.linalg.det(out) < 0:
+        U[:, -1] *= -1
+        out = U @ Vt
+    return out
+
+
+def nearest_rigid(T: np.ndarray) -> np.ndarray:
+    """The nearest rigid transform to a 4x4 matrix (SVD projection of the rotation).
+
+    Open3D's odometry works in float32 inside, so its rotations are orthonormal only to
+    ~1e-7; chained through inverses such errors grow geometrically, so every estimate is
+    projected back onto SE(3) before it is stored or composed.
+    """
+    out = np.eye(4)
+    out[:3, :3] = nearest_rotation(T[:3, :3])
+    out[:3, 3] = T[:3, 3]
+    return out
+
+
+def slerp_xyzw(q0: np.ndarray, q1: np.ndarray, a: float) -> np.ndarray:
+    """Spherical interpolation between unit quaternions (x, y, z, w) at a in [0, 1]."""
+    d = float(np.dot(q0, q1))
+    if d < 0:  # the shorter way round
+        q1, d = -q1, -d
+    if d > 0.9995:
+        q = q0 + a * (q1 - q0)
+    else:
+        th = np.arccos(np.clip(d, -1.0, 1.0))
+        q = (np.sin((1 - a) * th) * q0 + np.sin(a * th) * q1) / np.sin(th)
+    return q / np.linalg.norm(q)
+
+
+# -- Euler angles (the GUI's numeric entry) ---------------------------------------------------
+def matrix_to_euler_xyz_deg(R: np.ndarray) -> np.ndarray:
+    """Angles (rx, ry, rz) in degrees with R = Rz(rz) @ Ry(ry) @ Rx(rx) (extrinsic x, y, z)."""
+    R = np.asarray(R, dtype=np.float64)
+    sy = -R[2, 0]
+    ry = np.arcsin(np.clip(sy, -1.0, 1.0))
+    if abs(sy) < 1 - 1e-9:
+        rx = np.arctan2(R[2, 1], R[2, 2])
+        rz = np.arctan2(R[1, 0], R[0, 0])
+    else:  # gimbal lock: rx and rz turn about the same axis; put it all in rz
+        rx = 0.0
+        rz = np.arctan2(-R[0, 1], R[1, 1])
+    return np.degrees([rx, ry, rz])
+
+
+def euler_xyz_deg_to_matrix(angles_deg: Sequence[float]) -> np.ndarray:
+    """Inverse of matrix_to_euler_xyz_deg: R = Rz @ Ry @ Rx (3, 3)."""
+    rx, ry, rz = np.radians(np.asarray(angles_deg, dtype=np.float64))
+    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
+    Rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    Ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    Rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return Rz @ Ry @ Rx

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labeller.core.poses import inv_pose
+from labeller.core.poses import inv_pose, rotation_angle_deg
 from labeller.formats.trajectory import Trajectory
 
 
@@ -103,8 +103,7 @@ def rpe(est: Trajectory, gt: Trajectory, delta: int = 1) -> RPEResult:
         d_est = inv_pose(est[t]) @ est[u]
         E = inv_pose(d_gt) @ d_est
         trans.append(np.linalg.norm(E[:3, 3]))
-        c = np.clip((np.trace(E[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)
-        rot.append(np.degrees(np.arccos(c)))
+        rot.append(rotation_angle_deg(E))
     if not trans:
         nan = float("nan")
         return RPEResult(nan, nan, nan, nan, 0)

@@ -1,5 +1,5 @@
 """Dataset export from labelled scenes (`labeller export`): PROPS classification crops,
-PROPS-Pose and BOP (formats in DESIGN.md and docs/export.md).
+PROPS-Pose and BOP (formats in docs/design.md and docs/export.md).
 
     from labeller.export import ExportConfig, run
     summary = run(ExportConfig(format="props", out=Path("out"), scenes=[a, b, c],

@@ -1,5 +1,5 @@
 """BOP scenes (`labeller export --format bop`): the BOP toolkit's
-docs/bop_datasets_format.md, with the choices DESIGN.md fixes:
+docs/bop_datasets_format.md, with the choices docs/design.md fixes:
 
     OUT/camera.json                       the first scene's intrinsics (sensor simulation)
     OUT/models/obj_{id:06d}.ply           ASCII PLY in mm with vertex normals (+ colours)
@@ -49,7 +49,6 @@ from labeller.export.common import (
     emit_warning,
     finish_permissions,
     load_mesh_arrays,
-    mesh_diameter_m,
     open_sources,
     to_jsonable,
     worker_labels,
@@ -57,6 +56,7 @@ from labeller.export.common import (
     write_manifest,
     write_png_hashed,
 )
+from labeller.formats.models import mesh_diameter_m
 
 M_TO_MM = 1000.0
 # bop19 test targets: instances at least this visible (BOP's own choice for its targets).

@@ -793,17 +793,3 @@ def load_mesh_arrays(path: Path) -> MeshArrays:
         colors = np.clip(np.round(np.asarray(mesh.vertex_colors) * 255), 0, 255).astype(np.uint8)
     return MeshArrays(v, np.asarray(mesh.vertex_normals, np.float64),
                       np.asarray(mesh.triangles, np.int64), colors)
-
-
-def mesh_diameter_m(vertices: np.ndarray) -> float:
-    """Largest distance between two vertices (over the convex hull), metres.
-
-    (ObjectModel.diameter_m would do, but hands Open3D a read-only array.)
-    """
-    import open3d as o3d
-
-    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.array(vertices, np.float64)))
-    hull, _ = pcd.compute_convex_hull()
-    h = np.asarray(hull.vertices)
-    d2 = ((h[:, None, :] - h[None, :, :]) ** 2).sum(-1)
-    return float(np.sqrt(d2.max()))

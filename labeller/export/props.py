@@ -1,4 +1,4 @@
-"""PROPS classification crops (`labeller export --format props`), DESIGN.md layout:
+"""PROPS classification crops (`labeller export --format props`), docs/design.md layout:
 
     OUT/Progress-Objects-Sample/meta.pkl        {"test_split": ["mug_3", ...]}
     OUT/Progress-Objects-Sample/<class>_<k>.pkl {"data": uint8 (n, 32, 32, 3) RGB,

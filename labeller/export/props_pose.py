@@ -1,5 +1,5 @@
 """PROPS-Pose (`labeller export --format props-pose`), the layout the DeepRob course's
-`PROPSPoseDataset` loader reads (DESIGN.md):
+`PROPSPoseDataset` loader reads (docs/design.md):
 
     OUT/PROPS-Pose-Dataset/{train,val}/rgb/{image:06d}.png
                                       depth/{image:06d}.png        uint16 millimetres

@@ -1,6 +1,6 @@
 """The annotation document (`annotations.json`): a typed model and its one codec.
 
-Format (DESIGN.md)::
+Format (docs/design.md)::
 
     {"format": "labeller-annotations", "version": 1,
      "classes": [...], "trajectory_sha256": "...",            # the latter optional

@@ -38,13 +38,7 @@ class ObjectModel:
     @functools.cached_property
     def diameter_m(self) -> float:
         """Largest distance between two vertices (on the convex hull), metres."""
-        import open3d as o3d
-
-        pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.array(self.vertices)))
-        hull, _ = pcd.compute_convex_hull()
-        h = np.asarray(hull.vertices)
-        d2 = ((h[:, None, :] - h[None, :, :]) ** 2).sum(-1)
-        return float(np.sqrt(d2.max()))
+        return mesh_diameter_m(self.vertices)
 
     def legacy_mesh(self):
         import open3d as o3d
@@ -63,6 +57,25 @@ class ObjectModel:
         o3d.utility.random.seed(seed)
         pcd = self.legacy_mesh().sample_points_uniformly(number_of_points=n)
         return np.asarray(pcd.points)
+
+
+def convex_hull_vertices(vertices: np.ndarray) -> np.ndarray:
+    """(K, 3) float64 vertices of the convex hull of (N, 3) points (same frame and units).
+
+    The points are copied first: Open3D refuses a read-only (cached model) array.
+    """
+    import open3d as o3d
+
+    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.array(vertices, np.float64)))
+    hull, _ = pcd.compute_convex_hull()
+    return np.asarray(hull.vertices, np.float64).copy()
+
+
+def mesh_diameter_m(vertices: np.ndarray) -> float:
+    """Largest distance between two of the (N, 3) vertices (over the convex hull), metres."""
+    h = convex_hull_vertices(vertices)
+    d2 = ((h[:, None, :] - h[None, :, :]) ** 2).sum(-1)
+    return float(np.sqrt(d2.max()))
 
 
 def resolve_model_path(model: str | os.PathLike, scene_dir: str | os.PathLike | None = None,

@@ -1,4 +1,4 @@
-"""The native scene directory (DESIGN.md) and its validated, lazy reader.
+"""The native scene directory (docs/design.md) and its validated, lazy reader.
 
     <scene>/rgb/000000.png        8-bit RGB (.png or .jpg)
     <scene>/depth/000000.png      uint16, metres = value / depth_scale, 0 = no measurement

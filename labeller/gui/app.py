@@ -38,21 +38,18 @@ from PySide6.QtWidgets import (
 )
 
 from labeller.annotate.document import DocumentModel
-from labeller.core.errors import BadInput, ModelError
-from labeller.formats.models import load_model, resolve_model_path
-from labeller.formats.scene import scene_problems
-from labeller.geometry.overlay import (
-    OverlayObject,
-    OverlayRenderer,
-    OverlayStyle,
+from labeller.annotate.pose_edit import (
     drag_rotate,
     drag_translate,
-    model_centre,
     move_along_ray,
     place_at_pixel,
     rotate_in_camera,
     translate_in_camera,
 )
+from labeller.core.errors import BadInput, ModelError
+from labeller.formats.models import load_model, resolve_model_path
+from labeller.formats.scene import scene_problems
+from labeller.geometry.overlay import OverlayObject, OverlayRenderer, OverlayStyle, model_centre
 from labeller.gui import _pyside_fix
 from labeller.gui.commands import (
     AddObjectCommand,

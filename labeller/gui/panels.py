@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from labeller.annotate.document import DocumentModel
-from labeller.geometry.overlay import euler_xyz_deg_to_matrix, matrix_to_euler_xyz_deg
+from labeller.core.poses import euler_xyz_deg_to_matrix, matrix_to_euler_xyz_deg
 
 
 def colour_icon(rgb: tuple[int, int, int], size: int = 14) -> QIcon:

@@ -34,15 +34,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from labeller.annotate.refine import (
-    Preview,
-    RefineResult,
-    compute_preview,
-    frame_measures,
-    read_preview,
-    refine_object,
-    suggest_keyframes,
-)
+from labeller.annotate.keyframes import suggest_keyframes
+from labeller.annotate.preview import Preview, compute_preview, read_preview
+from labeller.annotate.refine import RefineResult, frame_measures, refine_object
 from labeller.gui.commands import SetPoseCommand
 from labeller.gui.tasks import BackgroundTask
 from labeller.gui.views import FrameView

@@ -1,4 +1,4 @@
-"""Importers: convert other RGB-D layouts into the native scene directory (DESIGN.md).
+"""Importers: convert other RGB-D layouts into the native scene directory (docs/design.md).
 
 `FORMATS` maps a format name (the FORMAT of `labeller import FORMAT SRC SCENE`) to the
 importer function, named as "module:function" so that a format's dependencies load only

@@ -31,7 +31,7 @@ from labeller.importers.writer import (
 )
 
 COLOR_RE = re.compile(r"^frame-(\d+)\.color\.(png|jpg|jpeg)$", re.IGNORECASE)
-# 7-Scenes marks "no measurement" with 65535; our depth PNGs use 0 (DESIGN.md).
+# 7-Scenes marks "no measurement" with 65535; our depth PNGs use 0 (docs/design.md).
 SEVENSCENES_INVALID_DEPTH = 65535
 SEVENSCENES_DEPTH_SCALE = 1000.0  # depth PNG units per metre (millimetres)
 # The 7-Scenes depth camera's intrinsics, used when camera-intrinsics.txt is absent.

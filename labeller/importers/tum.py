@@ -27,7 +27,7 @@ from tqdm import tqdm
 from labeller.core.camera import CameraIntrinsics
 from labeller.core.errors import BadInput
 from labeller.core.fileio import read_image
-from labeller.core.poses import matrix_to_quat_xyzw, quat_xyzw_to_matrix
+from labeller.core.poses import matrix_to_quat_xyzw, quat_xyzw_to_matrix, slerp_xyzw
 from labeller.formats.trajectory import TimedTrajectory, Trajectory
 from labeller.importers.writer import ImportCancelled, ImportResult, scene_writer
 
@@ -111,18 +111,6 @@ def associate(rgb_stamps: np.ndarray, depth_stamps: np.ndarray, max_dt: float = 
     return pairs
 
 
-def _slerp_xyzw(q0: np.ndarray, q1: np.ndarray, a: float) -> np.ndarray:
-    d = float(np.dot(q0, q1))
-    if d < 0:  # the shorter way round
-        q1, d = -q1, -d
-    if d > 0.9995:
-        q = q0 + a * (q1 - q0)
-    else:
-        th = np.arccos(np.clip(d, -1.0, 1.0))
-        q = (np.sin((1 - a) * th) * q0 + np.sin(a * th) * q1) / np.sin(th)
-    return q / np.linalg.norm(q)
-
-
 def interpolate_poses(gt: TimedTrajectory, stamps: np.ndarray, max_gap: float = MAX_GT_GAP_S
                       ) -> dict[int, np.ndarray]:
     """T_world_cam at each query time (index -> 4x4), where the ground truth brackets it.
@@ -145,7 +133,7 @@ def interpolate_poses(gt: TimedTrajectory, stamps: np.ndarray, max_gap: float = 
             continue
         a = (s - s0) / (s1 - s0)
         T0, T1 = gt.poses[k - 1], gt.poses[k]
-        q = _slerp_xyzw(matrix_to_quat_xyzw(T0[:3, :3]), matrix_to_quat_xyzw(T1[:3, :3]), a)
+        q = slerp_xyzw(matrix_to_quat_xyzw(T0[:3, :3]), matrix_to_quat_xyzw(T1[:3, :3]), a)
         T = np.eye(4)
         T[:3, :3] = quat_xyzw_to_matrix(q)
         T[:3, 3] = (1 - a) * T0[:3, 3] + a * T1[:3, 3]

@@ -167,15 +167,6 @@ class _ObjectView:
     m: ObjectMeasure = field(default_factory=ObjectMeasure)
 
 
-def convex_hull_vertices(model) -> np.ndarray:
-    """(K, 3) vertices of the model's convex hull (model frame, metres)."""
-    import open3d as o3d
-
-    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.array(model.vertices)))
-    hull, _ = pcd.compute_convex_hull()
-    return np.asarray(hull.vertices, np.float64).copy()
-
-
 def _slices(roi):
     x, y, w, h = roi
     return slice(y, y + h), slice(x, x + w)
@@ -185,7 +176,7 @@ class FrameLabeller:
     """Labels single frames of one job. One per worker process; reuses its renderer."""
 
     def __init__(self, job: Job):
-        from labeller.formats.models import load_model
+        from labeller.formats.models import convex_hull_vertices, load_model
 
         self.job = job
         self.scene = Scene(job.scene)
@@ -195,7 +186,7 @@ class FrameLabeller:
         self.T_world_obj = [np.asarray(T, np.float64) for _, _, T in job.objects]
         self.renderer = ObjectRenderer(list(zip(self.ids, self.models, self.T_world_obj, strict=True)))
         self.factor = ray_length_factor(self.camera)
-        self.hulls = [convex_hull_vertices(m) for m in self.models]
+        self.hulls = [convex_hull_vertices(m.vertices) for m in self.models]
 
     # -- casting ------------------------------------------------------------------------
     def footprint(self, i: int, T_cam_obj: np.ndarray):

@@ -7,14 +7,14 @@ hit distance (with sensor-like noise, edge holes and dropouts, quantised to mm),
 from our own shading of the hits (textures through barycentric UVs, Lambertian light with
 shadows, ambient), instance ids from the noise-free cast.
 
-Output (DESIGN.md native layout)::
+Output (docs/design.md native layout)::
 
     OUT/rgb/000000.png  depth/000000.png  camera.json  models/<class>/<class>.ply
     OUT/gt/trajectory.txt  gt/annotations.json  gt/masks/000000.png
 
 Frames: everything is built in a *table frame* (origin at the table-top centre, z up,
 y away from the viewer); the written trajectory and object poses are re-expressed in
-the world frame of camera 0 (T_world_cam[0] = I), as DESIGN.md requires.
+the world frame of camera 0 (T_world_cam[0] = I), as docs/design.md requires.
 
 Determinism: every random draw comes from `numpy.random.default_rng([seed, stream, ...])`,
 so the same seed gives byte-identical files.

@@ -58,7 +58,7 @@ import numpy as np
 from labeller.core.camera import CameraIntrinsics
 from labeller.core.errors import BadInput, LabellerError, SceneError
 from labeller.core.fileio import atomic_path, atomic_write_json, read_image, sha256_file
-from labeller.core.poses import inv_pose
+from labeller.core.poses import inv_pose, nearest_rigid, rotation_angle_deg
 from labeller.formats.annotations import AnnotationDocument
 from labeller.formats.scene import ScenePaths, list_frame_files
 from labeller.formats.trajectory import Trajectory
@@ -392,25 +392,7 @@ def _odometry(src: _Frame, tgt: _Frame, init_T_tgt_src: np.ndarray,
     T_np = T.numpy().astype(np.float64)
     if not np.all(np.isfinite(T_np)):
         raise _OdometryFailed("odometry diverged (non-finite pose)")
-    return _rigid(T_np), float(fitness), float(rmse)
-
-
-def _rigid(T: np.ndarray) -> np.ndarray:
-    """The nearest rigid transform (SVD projection of the rotation).
-
-    Open3D's odometry works in float32 inside, so its rotations are orthonormal only to
-    ~1e-7; chained through inverses such errors grow geometrically, so every estimate is
-    projected back onto SE(3) before it is stored or composed.
-    """
-    U, _, Vt = np.linalg.svd(T[:3, :3])
-    R = U @ Vt
-    if np.linalg.det(R) < 0:
-        U[:, -1] *= -1
-        R = U @ Vt
-    out = np.eye(4)
-    out[:3, :3] = R
-    out[:3, 3] = T[:3, 3]
-    return out
+    return nearest_rigid(T_np), float(fitness), float(rmse)
 
 
 @dataclass
@@ -462,11 +444,6 @@ def _check(src: _Frame, tgt: _Frame, T_tgt_src: np.ndarray) -> _Check:
     di = di - np.median(di)  # a global brightness change (auto exposure) is not a mismatch
     n_i = int((np.abs(di) <= CHECK_INTENSITY_TOL).sum())
     return _Check(n_on / n_valid, n_d / n_on, n_i / n_d)
-
-
-def _rot_deg(T: np.ndarray) -> float:
-    c = np.clip((np.trace(T[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)
-    return float(np.degrees(np.arccos(c)))
 
 
 # --- tracker state -------------------------------------------------------------------------
@@ -566,7 +543,7 @@ class _Tracker:
 
     def T_world(self, t: int) -> np.ndarray:
         r = self.records[t]
-        return _rigid(self.kf_T_world[r.node] @ r.T_kf_cam)
+        return nearest_rigid(self.kf_T_world[r.node] @ r.T_kf_cam)
 
     # -- matching --
     def _try(self, src: _Frame, tgt: _Frame, init: np.ndarray, strict: bool = False,
@@ -612,7 +589,7 @@ class _Tracker:
         dt = min(t - self.prev_t, 10)
         step = inv_pose(self.prev_T_world) @ T_world_cam
         d = float(np.linalg.norm(step[:3, 3]))
-        a = _rot_deg(step)
+        a = rotation_angle_deg(step)
         if d > self.cfg.max_step_m * dt:
             return (f"implausible jump of {d:.3f} m since frame {self.prev_t} "
                     f"(limit {self.cfg.max_step_m:.2f} m per frame)")
@@ -647,7 +624,7 @@ class _Tracker:
     def _promote(self, fr: _Frame, link_node: int, T_link_cam: np.ndarray, kind: str,
                  link_frame: _Frame | None) -> None:
         """Make tracked frame `fr` a keyframe linked to keyframe `link_node`."""
-        T_world = _rigid(self.kf_T_world[link_node] @ T_link_cam)
+        T_world = nearest_rigid(self.kf_T_world[link_node] @ T_link_cam)
         node = self._add_keyframe(fr, T_world)
         if self.cfg.mode == "full":
             lf = link_frame if link_frame is not None else self.keyframe(link_node)
@@ -693,7 +670,7 @@ class _Tracker:
                 continue
             # A loop edge that disagrees wildly with the estimate is a false match.
             dev = inv_pose(init) @ T
-            if np.linalg.norm(dev[:3, 3]) > 0.3 or _rot_deg(dev) > 20:
+            if np.linalg.norm(dev[:3, 3]) > 0.3 or rotation_angle_deg(dev) > 20:
                 continue
             self.edges.append(_Edge(node, j, T, self._information(fr, tgt, T), True, kind))
             self.keyframe(node)  # keep the new keyframe most recent in the cache
@@ -755,7 +732,7 @@ class _Tracker:
                 "tracked", fitness, chk.inlier_ratio, tgt.t)
             if kind == "kf":
                 n_since = t - self.kf_frames[j]
-                moved = (np.linalg.norm(T[:3, 3]) > KF_MAX_TRANS_M or _rot_deg(T) > KF_MAX_ROT_DEG
+                moved = (np.linalg.norm(T[:3, 3]) > KF_MAX_TRANS_M or rotation_angle_deg(T) > KF_MAX_ROT_DEG
                          or chk.overlap < KF_MIN_OVERLAP)
                 promote = n_since >= cfg.keyframe_every or moved
                 if promote:
@@ -768,7 +745,7 @@ class _Tracker:
                 # and start a new keyframe here.
                 T = self._refine(fr, tgt, T)
                 pr = self.records[self.prev_t]
-                T_kf_cam = _rigid(pr.T_kf_cam @ T)
+                T_kf_cam = nearest_rigid(pr.T_kf_cam @ T)
                 rec.node, rec.T_kf_cam = pr.node, T_kf_cam
                 self._promote(fr, pr.node, T_kf_cam, "chain", None)
             else:
@@ -784,7 +761,7 @@ class _Tracker:
 
     def _set_prev(self, fr: _Frame, t: int, T_world: np.ndarray) -> None:
         if self.prev_t >= 0 and t - self.prev_t == 1:
-            self.velocity = _rigid(inv_pose(self.prev_T_world) @ T_world)
+            self.velocity = nearest_rigid(inv_pose(self.prev_T_world) @ T_world)
         else:
             self.velocity = np.eye(4)
         self.prev_t, self.prev_T_world, self.prev_frame = t, T_world.copy(), fr
@@ -818,7 +795,7 @@ class _Tracker:
             reg.global_optimization(pg, reg.GlobalOptimizationLevenbergMarquardt(),
                                     reg.GlobalOptimizationConvergenceCriteria(), option)
         # Node 0 is fixed, so the world stays the first keyframe's camera.
-        self.kf_T_world = [_rigid(np.asarray(nd.pose, dtype=np.float64)) for nd in pg.nodes]
+        self.kf_T_world = [nearest_rigid(np.asarray(nd.pose, dtype=np.float64)) for nd in pg.nodes]
         return sum(1 for e in pg.edges if e.uncertain)
 
     def trajectory(self) -> Trajectory:

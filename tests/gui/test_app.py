@@ -12,12 +12,13 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
+from labeller.annotate.pose_edit import rotate_in_camera, translate_in_camera
 from labeller.core.fileio import read_image, sha256_file
 from labeller.core.poses import inv_pose
 from labeller.formats.annotations import AnnotationDocument
 from labeller.formats.models import load_model
 from labeller.formats.scene import Scene
-from labeller.geometry.overlay import model_centre, rotate_in_camera, translate_in_camera
+from labeller.geometry.overlay import model_centre
 from labeller.geometry.render import ObjectRenderer
 from tests.gui.conftest import wait_render
 
@@ -203,7 +204,7 @@ def test_wheel_with_shift_moves_along_the_viewing_ray(qtbot, make_window, scene_
 
 
 def test_numeric_entry_sets_the_pose(qtbot, make_window, scene_copy):
-    from labeller.geometry.overlay import euler_xyz_deg_to_matrix
+    from labeller.core.poses import euler_xyz_deg_to_matrix
 
     w = make_window()
     assert w.open_scene(scene_copy())

@@ -5,8 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from labeller.annotate.pose_edit import (
+    drag_rotate,
+    drag_translate,
+    move_along_ray,
+    place_at_pixel,
+    rotate_in_camera,
+    translate_in_camera,
+)
 from labeller.core.camera import CameraIntrinsics
-from labeller.core.poses import axis_angle_to_matrix, inv_pose, make_pose, rotation_error_deg
+from labeller.core.poses import (
+    axis_angle_to_matrix,
+    euler_xyz_deg_to_matrix,
+    inv_pose,
+    make_pose,
+    matrix_to_euler_xyz_deg,
+    rotation_error_deg,
+)
 from labeller.formats.annotations import AnnotationDocument
 from labeller.formats.models import load_model
 from labeller.formats.scene import Scene
@@ -16,15 +31,7 @@ from labeller.geometry.overlay import (
     OverlayStyle,
     compose_overlay,
     depth_false_colour,
-    drag_rotate,
-    drag_translate,
-    euler_xyz_deg_to_matrix,
-    matrix_to_euler_xyz_deg,
     model_centre,
-    move_along_ray,
-    place_at_pixel,
-    rotate_in_camera,
-    translate_in_camera,
 )
 from labeller.geometry.render import ObjectRenderer
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from labeller.annotate.document import DocumentModel
-from labeller.annotate.refine import Preview, compute_preview, read_preview, refine_object
+from labeller.annotate.preview import Preview, compute_preview, read_preview
+from labeller.annotate.refine import refine_object
 from labeller.formats.annotations import AnnotationDocument
 from labeller.propagate import PropagateConfig
 from labeller.propagate import run as propagate_run

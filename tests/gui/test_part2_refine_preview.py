@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt
 
-from labeller.annotate.refine import compute_preview, suggest_keyframes
+from labeller.annotate.keyframes import suggest_keyframes
+from labeller.annotate.preview import compute_preview
 from labeller.core.poses import rotation_error_deg, translation_error_m
 from labeller.formats.annotations import AnnotationDocument
 from labeller.formats.scene import Scene

@@ -1,0 +1,63 @@
+"""One bounded process pool for the stages that spread frames over cores.
+
+`bounded_pool_map(fn, tasks, workers, ...)` yields ``fn(task)`` for every task in
+completion order, with at most `in_flight` tasks per worker submitted at once, so
+memory stays flat however many tasks there are. Workers are fresh *spawned*
+processes: the parent may hold Open3D/OpenMP threads or open HDF5 files, which a forked
+child would inherit in an undefined state. An exception in a task cancels what is
+pending and is raised in the caller.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any, TypeVar
+
+R = TypeVar("R")
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def bounded_pool_map(fn: Callable[[Any], R], tasks: Sequence[Any], workers: int, *,
+                     initializer: Callable[..., None] | None = None,
+                     initargs: tuple[Any, ...] = (), in_flight: int = 2) -> Iterator[R]:
+    """``fn(task)`` for each of `tasks`, in completion order, on `workers` processes.
+
+    `fn`, `initializer` and the tasks must be picklable (module-level functions). The
+    caller decides when to run in-process instead (usually ``workers <= 1``); this
+    function always uses a pool of ``min(workers, len(tasks))`` processes.
+    """
+    if not tasks:
+        return
+    import multiprocessing as mp
+
+    n = max(1, min(workers, len(tasks)))
+    ex = ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"),
+                             initializer=initializer, initargs=initargs)
+    pending: set[Future[R]] = set()
+    it = iter(tasks)
+    try:
+        for t in it:
+            pending.add(ex.submit(fn, t))
+            if len(pending) >= in_flight * workers:
+                break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for _ in done:
+                for t in it:
+                    pending.add(ex.submit(fn, t))
+                    break
+            for fut in done:
+                yield fut.result()
+    finally:
+        for fut in pending:
+            fut.cancel()
+        ex.shutdown(wait=True, cancel_futures=True)
