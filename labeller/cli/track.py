@@ -12,6 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from labeller.cli.options import add_config_arguments, config_from_args
+from labeller.track.config import TrackConfig
+from labeller.track.external import FORMATS
 
 EXAMPLE = """\
 examples:
@@ -39,21 +44,13 @@ MAX_LISTED_FAILURES = 8
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scene", metavar="SCENE", help="the scene folder")
-    p.add_argument("--keyframe-every", type=int, default=10, metavar="N",
-                   help="make a keyframe at least every N frames (default 10)")
-    p.add_argument("--voxel", type=float, default=0.006, metavar="M",
-                   help="TSDF voxel size of the fused cloud in metres (default 0.006)")
-    p.add_argument("--force", action="store_true",
-                   help="replace trajectory.txt even if saved annotations refer to it")
+    # SCENE, --keyframe-every, --voxel, --force, --no-cloud, --fresh: from TrackConfig.
+    add_config_arguments(p, TrackConfig)
     p.add_argument("--odometry-only", action="store_true",
                    help="plain frame-to-frame odometry: no keyframes, loop closures or pose graph")
-    p.add_argument("--fresh", action="store_true",
-                   help="ignore the checkpoint of an interrupted run and start again")
-    p.add_argument("--no-cloud", action="store_true", help="skip the TSDF fusion and cloud.ply")
     p.add_argument("--from", dest="from_file", metavar="FILE",
                    help="import this external trajectory instead of estimating one")
-    p.add_argument("--format", choices=("tum", "orbslam3", "campose", "log"),
+    p.add_argument("--format", choices=FORMATS,
                    help="format of --from FILE (default: guessed from its name; else tum)")
 
 
@@ -70,9 +67,7 @@ def _main_from(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from labeller.track import TrackConfig, run
+    from labeller.track import run
 
     if args.from_file is not None:
         return _main_from(args)
@@ -80,9 +75,7 @@ def main(args: argparse.Namespace) -> int:
         from labeller.core.errors import BadInput
 
         raise BadInput("--format", "applies only with --from FILE")
-    cfg = TrackConfig(Path(args.scene), keyframe_every=args.keyframe_every, voxel_m=args.voxel,
-                      force=args.force, mode="odometry" if args.odometry_only else "full",
-                      resume=not args.fresh, write_cloud=not args.no_cloud)
+    cfg = config_from_args(TrackConfig, args, mode="odometry" if args.odometry_only else "full")
     res = run(cfg)
     if res.resumed_from is not None:
         print(f"resumed an interrupted run at frame {res.resumed_from}")

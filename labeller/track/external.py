@@ -35,6 +35,7 @@ from labeller.formats.external_trajectory import (
 )
 from labeller.formats.scene import Scene
 from labeller.formats.trajectory import TimedTrajectory, Trajectory
+from labeller.track.guard import check_annotations_guard
 
 FORMATS = ("tum", "orbslam3", "campose", "log")
 MAX_MATCH_DT_S = 0.020  # a pose more than 20 ms from a frame's timestamp is not that frame's
@@ -138,8 +139,6 @@ def import_trajectory(scene_dir: str | os.PathLike, src: str | os.PathLike, fmt:
     Raises BadInput for a malformed file, one that matches no frame, or (without `force`)
     when saved annotations refer to the current trajectory.txt.
     """
-    from labeller.track import check_annotations_guard
-
     scene = Scene(scene_dir)
     src = Path(src)
     fmt = fmt or guess_format(src)
