@@ -11,14 +11,14 @@ import pytest
 from labeller.cli.main import main as cli_main
 from labeller.core.camera import CameraIntrinsics
 from labeller.core.classes import BY_NAME, PROPS_CLASS_NAMES
-from labeller.core.errors import BadInput
+from labeller.core.errors import BadInput, Cancelled, ConfigError
 from labeller.core.fileio import read_image, sha256_file
 from labeller.core.poses import inv_pose, rotation_error_deg, translation_error_m
 from labeller.formats.annotations import AnnotationDocument
 from labeller.formats.models import load_model, resolve_model_path
 from labeller.formats.scene import scene_problems
 from labeller.formats.trajectory import Trajectory
-from labeller.synth import Cancelled, SynthConfig, SynthWorld, depth_noise_sigma_m, run
+from labeller.synth import SynthConfig, SynthWorld, depth_noise_sigma_m, run
 
 YCB = Path(__file__).resolve().parents[2] / "shared" / "data" / "ycb_models"
 W, H = 320, 240
@@ -352,6 +352,17 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys, args, message):
     assert err.startswith("labeller synth: error: ") and message in err
     assert err.count("\n") == 1
     assert not out.exists()
+
+
+def test_config_check_names_the_field(tmp_path):
+    # From Python the message names the config field; the CLI shows its flag (above).
+    with pytest.raises(ConfigError) as e:
+        run(_cfg(tmp_path / "o", frames=0))
+    assert e.value.field == "frames"
+    assert str(e.value) == "SynthConfig.frames: must be an integer from 1 to 100000, got 0"
+    with pytest.raises(ConfigError, match="SynthConfig.classes: unknown class 'spoon'"):
+        _cfg(tmp_path / "o", classes=["mug", "spoon"]).check()
+    assert not (tmp_path / "o").exists()
 
 
 def test_library_without_class_names_the_dir(tmp_path):
