@@ -13,7 +13,7 @@ import pytest
 from labeller.cli.main import main as cli_main
 from labeller.core.camera import CameraIntrinsics
 from labeller.core.classes import BY_NAME
-from labeller.core.errors import BadInput
+from labeller.core.errors import BadInput, Cancelled
 from labeller.core.fileio import read_image, sha256_file
 from labeller.core.poses import inv_pose, make_pose, quat_wxyz_to_matrix, translation_error_m
 from labeller.formats.annotations import AnnotationDocument, ObjectAnnotation, perturbed
@@ -24,7 +24,6 @@ from labeller.formats.trajectory import Trajectory
 from labeller.geometry.depth_check import ray_length_factor
 from labeller.geometry.render import ObjectRenderer, mask_bbox
 from labeller.propagate import (
-    Cancelled,
     FrameLabeller,
     PropagateConfig,
     partial_path,

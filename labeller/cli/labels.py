@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from labeller.formats.labels import Labels
 
 EXAMPLE = """\
 examples:
@@ -23,13 +29,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frame", type=int, default=None, metavar="T", help="print frame T in full")
 
 
-def _fmt(x: float, spec: str = ".3f") -> str:
+def _fmt(x: float | None, spec: str = ".3f") -> str:
     import math
 
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def format_frame(labels, t: int) -> str:
+def format_frame(labels: Labels, t: int) -> str:
+    """Every object's pose, boxes, counts, score and flag in frame t."""
     from labeller.core.poses import matrix_to_quat_xyzw
 
     f = labels.frame(t)
@@ -55,14 +62,16 @@ def format_frame(labels, t: int) -> str:
     return "\n".join(lines)
 
 
-def _unique(mask):
+def _unique(mask: np.ndarray) -> tuple[list[int], list[int]]:
+    """Object ids present in an (H, W) instance mask and their pixel counts."""
     import numpy as np
 
     ids, counts = np.unique(mask[mask > 0], return_counts=True)
     return [int(i) for i in ids], [int(c) for c in counts]
 
 
-def format_summary(labels) -> str:
+def format_summary(labels: Labels) -> str:
+    """Per-object visibility, scores and flags; flagged and skipped frames."""
     import numpy as np
 
     A = labels.arrays
