@@ -1,5 +1,5 @@
 # ruff: noqa: F811 - the session fixture `labelled_scenes` is imported from test_export_props
-"""`labeller export --format props-pose` and `--format bop` (issue 5).
+"""`labeller export --format props-pose` and `--format bop`.
 
 Each export is read back by a loader written here from the format's own description:
 the DeepRob course's PROPSPoseDataset logic for PROPS-Pose, the BOP toolkit's
@@ -25,15 +25,11 @@ from labeller.core.classes import BY_NAME, PROPS_CLASS_NAMES
 from labeller.core.fileio import sha256_file
 from labeller.core.poses import inv_pose
 from labeller.export import ExportConfig, ExportWarning, run
-from labeller.export.bop import bop_obj_id, symmetries
-from labeller.export.props_pose import (
-    MAX_INSTANCES,
-    PROPS_POSE_K,
-    PROPS_POSE_STORES_INVERSE,
-    frame_instances,
-)
+from labeller.export.props_pose import frame_instances
+from labeller.formats.bop import bop_obj_id, symmetries
 from labeller.formats.labels import Labels
 from labeller.formats.models import load_model, resolve_model_path
+from labeller.formats.props_pose import MAX_INSTANCES, PROPS_POSE_K, PROPS_POSE_STORES_INVERSE
 from labeller.formats.scene import Scene
 from tests.helpers import SHARED_DATA
 from tests.test_export_props import copy_scene, labelled_scenes, make_labelled_scene  # noqa: F401
@@ -50,7 +46,7 @@ def export(fmt: str, out: Path, scenes, **kw):
 @pytest.fixture(scope="session")
 def course_camera_scenes(tmp_path_factory) -> list[Path]:
     """Two 640x480 scenes seen through the camera the course loader hard-codes."""
-    import labeller.synth as synth_mod
+    import labeller.synth.world as synth_mod  # SynthWorld looks make_camera up there
 
     fx, fy, cx, cy = PROPS_POSE_K
 
@@ -260,7 +256,56 @@ def test_frame_with_more_than_ten_visible_objects_is_left_out():
     assert frame_instances(Fake, 2) == list(range(10))  # the 2 hidden ones are dropped
 
 
+def test_props_pose_codec_round_trip(tmp_path):
+    """gt_entry stores inv(T_cam_obj); read_gt inverts it back, as the course loader does."""
+    from labeller.core.poses import axis_angle_to_matrix, make_pose
+    from labeller.formats.bop import bop_json
+    from labeller.formats.props_pose import gt_entry, read_gt
+
+    T = make_pose(axis_angle_to_matrix([0.1, -0.2, 0.3], 0.4), [0.05, 0.02, 0.7])
+    path = tmp_path / "train_gt.json"
+    path.write_text(bop_json({"0": [gt_entry(4, T)], "3": []}))
+    back = read_gt(path)
+    assert sorted(back) == [0, 3] and back[3] == []
+    (oid, T_back), = back[0]
+    assert oid == 4 and np.allclose(T_back, T, atol=1e-12)
+    assert np.allclose(json.loads(path.read_text())["0"][0]["cam_t_m2c"], inv_pose(T)[:3, 3])
+
+
 # --- BOP ------------------------------------------------------------------------------------
+def test_bop_codec_round_trip(tmp_path):
+    """scene_camera.json / scene_gt.json written by the codec read back through it:
+    T_world_cam via w2c in mm, T_cam_obj via m2c in mm, cam_K and depth_scale."""
+    from labeller.core.poses import axis_angle_to_matrix, make_pose
+    from labeller.formats import bop
+
+    cam = CameraIntrinsics(640, 480, 612.5, 611.25, 321.75, 239.5, 4000.0)
+    T_world_cam = make_pose(axis_angle_to_matrix([0.3, -0.1, 0.2], 2.0), [0.4, -0.25, 1.1])
+    T_cam_obj = make_pose(axis_angle_to_matrix([-0.5, 0.8, 0.1], 1.2), [0.02, 0.03, 0.65])
+    K = bop.intrinsics_K(cam)
+    (tmp_path / bop.SCENE_CAMERA).write_text(bop.bop_json(
+        {"7": bop.camera_entry(K, bop.depth_scale_mm(cam), T_world_cam)}))
+    (tmp_path / bop.SCENE_GT).write_text(bop.bop_json({"7": [bop.gt_entry(5, T_cam_obj)]}))
+
+    cams = bop.read_scene_json(tmp_path / bop.SCENE_CAMERA)
+    assert cams is not None and list(cams) == ["7"]
+    K_back, ds_mm = bop.read_intrinsics(cams["7"], "image 7")
+    assert np.allclose(K_back, cam.K) and ds_mm == 0.25  # mm per depth unit
+    assert bop.MM_PER_M / ds_mm == cam.depth_scale
+    T_back = bop.read_camera_pose(cams["7"], "image 7")
+    assert T_back is not None and np.allclose(T_back, T_world_cam, atol=1e-6)
+    gts = bop.read_scene_json(tmp_path / bop.SCENE_GT)
+    assert gts is not None
+    oid, T_obj_back = bop.read_gt_object(gts["7"][0], "image 7, object 0")
+    assert oid == 5 and np.allclose(T_obj_back, T_cam_obj, atol=1e-6)
+    assert np.allclose(gts["7"][0]["cam_t_m2c"], T_cam_obj[:3, 3] * 1000.0)  # mm on disk
+    assert bop.read_camera_pose({"cam_K": K}, "no pose") is None
+    assert bop.read_scene_json(tmp_path / bop.SCENE_GT_INFO, required=False) is None
+    # obj_id <-> class both ways for the PROPS classes
+    ids = [bop.bop_obj_id(c, list(PROPS_CLASS_NAMES)) for c in PROPS_CLASS_NAMES]
+    assert list(bop.bop_class_names(ids).values()) == list(PROPS_CLASS_NAMES)
+
+
 def read_ply_ascii(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(vertex property names, vertex rows (V, P), faces (F, 3)) of an ASCII PLY."""
     lines = path.read_text().splitlines()

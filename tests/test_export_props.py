@@ -1,4 +1,4 @@
-"""`labeller export --format props`: the PROPS classification crops (issue 5).
+"""`labeller export --format props`: the PROPS classification crops.
 
 Scenes come from the real stages: `labeller.synth` (ground-truth annotations) then
 `labeller.propagate`; small (16 frames, 320x240, four classes) so the suite stays quick.
@@ -20,18 +20,15 @@ import pytest
 
 from labeller.cli.main import main as cli_main
 from labeller.core.classes import PROPS_CLASS_NAMES
-from labeller.core.errors import BadInput, FormatError
+from labeller.core.errors import BadInput, Cancelled, FormatError
 from labeller.core.fileio import sha256_file
-from labeller.export import ExportCancelled, ExportConfig, ExportWarning, run
-from labeller.export.common import (
-    crop_resize,
-    crop_squares,
-    default_n_test,
-    dumps_compat,
-    pick_evenly,
-    spread_quota,
-)
-from labeller.export.props import CACHE_NAME, PROPS_DIR, ShortfallError
+from labeller.export import ExportConfig, ExportWarning, run
+from labeller.export.crops import crop_resize, crop_squares
+from labeller.export.props import ShortfallError
+from labeller.export.props_crop_cache import CACHE_NAME
+from labeller.export.sampling import default_n_test, pick_evenly, spread_quota
+from labeller.formats.props import PROPS_FOLDER as PROPS_DIR
+from labeller.formats.props import dumps_compat
 from tests.helpers import snapshot
 
 SCENE_CLASSES = ["cracker_box", "tomato_soup_can", "mug", "gelatin_box"]
@@ -170,6 +167,23 @@ def test_pickles_load_with_numpy1_names():
     assert not any("_core" in g for g in globals_)
     back = pickle.loads(raw, encoding="latin1")
     assert back["labels"] == [1, 2] and back["data"].shape == (2, 32, 32, 3)
+
+
+def test_props_codec_round_trip(tmp_path):
+    """What the exporter writes (class pickle, meta.pkl) the restricted reader reads back."""
+    from labeller.formats.props import (
+        class_pickle_bytes,
+        load_class_pickle,
+        load_pickle,
+        meta_bytes,
+    )
+
+    data = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    (tmp_path / "mug_1.pkl").write_bytes(class_pickle_bytes(data, [8, 8, 8]))
+    (tmp_path / "meta.pkl").write_bytes(meta_bytes(["mug_1"]))
+    images, labels = load_class_pickle(tmp_path / "mug_1.pkl")
+    assert np.array_equal(images, data) and labels.tolist() == [8, 8, 8]
+    assert load_pickle(tmp_path / "meta.pkl") == {"test_split": ["mug_1"]}
 
 
 def test_course_loader_gets_requested_counts_in_props_label_order(dataset):
@@ -424,11 +438,11 @@ def test_cancelled_export_leaves_nothing(labelled_scenes, tmp_path):
     out = tmp_path / "out"
     calls = []
 
-    def progress(done, total, msg):
+    def progress(done, total):
         calls.append(done)
         return done < 20  # cancel part way
 
-    with pytest.raises(ExportCancelled):
+    with pytest.raises(Cancelled):
         run(ExportConfig(format="props", out=out, scenes=list(labelled_scenes),
                          train_per_class=TRAIN, test_per_class=TEST, workers=1, cache=False,
                          progress_bars=False), progress=progress)

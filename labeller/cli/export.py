@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from pathlib import Path
+
+from labeller.cli.options import add_config_arguments, config_from_args
 
 EXAMPLE = """\
 examples:
@@ -34,52 +35,16 @@ bop: DIR/{split}/{scene:06d}/... and DIR/models/ (BOP toolkit format, millimetre
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenes", nargs="+", metavar="SCENE",
-                   help="labelled scene folders (their order numbers them: pickles' <k>, BOP "
-                        "scene ids)")
-    p.add_argument("--format", required=True, choices=["props", "props-pose", "bop"],
-                   help="dataset format")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--models", metavar="DIR", default=None,
-                   help="models library (after each scene's own models)")
-    p.add_argument("--min-visib", type=float, default=0.5, metavar="F",
-                   help="props: least visible fraction of an object to crop it (default 0.5)")
-    p.add_argument("--min-size", type=int, default=24, metavar="PX",
-                   help="props: least larger side of the visible box, pixels (default 24)")
-    p.add_argument("--train-per-class", type=int, default=5000, metavar="N",
-                   help="props: training crops per class (default 5000, as published)")
-    p.add_argument("--test-per-class", type=int, default=1000, metavar="N",
-                   help="props: test crops per class (default 1000, as published)")
-    p.add_argument("--test-scenes", nargs="+", default=None, metavar="NAME",
-                   help="props / props-pose: scene folder names held out (test / val)")
-    p.add_argument("--seed", type=int, default=0, help="sampling and split seed (default 0)")
-    p.add_argument("--allow-short", action="store_true",
-                   help="props: write what exists when there are too few candidates")
-    p.add_argument("--keep-flagged", action="store_true",
-                   help="props-pose / bop: also export frames with a label propagation flagged")
-    p.add_argument("--split", default="test",
-                   help="bop: split folder (train, val or test, optionally _TYPE; default test)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="processes (default: one per core)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace DIR if it holds an earlier export")
-    p.add_argument("--no-cache", action="store_true",
-                   help="props: do not read or write SCENE/labels/crops_cache.h5")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    from labeller.export.config import ExportConfig
+
+    add_config_arguments(p, ExportConfig)
 
 
 def main(args: argparse.Namespace) -> int:
     from labeller.export import ExportConfig, ExportWarning, run
     from labeller.export.props import ShortfallError
 
-    cfg = ExportConfig(
-        format=args.format, out=Path(args.out), scenes=[Path(s) for s in args.scenes],
-        models_dir=Path(args.models) if args.models else None, min_visib=args.min_visib,
-        min_size=args.min_size, train_per_class=args.train_per_class,
-        test_per_class=args.test_per_class, test_scenes=args.test_scenes, seed=args.seed,
-        allow_short=args.allow_short, keep_flagged=args.keep_flagged, split=args.split,
-        workers=args.workers, overwrite=args.overwrite, cache=not args.no_cache,
-        progress_bars=not args.quiet)
+    cfg = config_from_args(ExportConfig, args)
     try:
         with warnings.catch_warnings():
             # the summary lists every warning once ("warning: ..."); no Python-style repeat

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from labeller.importers import FORMATS  # light: no Open3D/torch; lists the formats below
 
@@ -50,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from labeller.importers import import_scene
 
-    options = {}
+    options: dict[str, Any] = {}
     if args.intrinsics is not None:
         options["intrinsics"] = tuple(args.intrinsics)
     for name in ("models", "rgb_topic", "depth_topic", "info_topic"):

@@ -10,25 +10,26 @@ Every export reads SCENE/labels/labels.h5 (written by `labeller propagate`), wri
 a temporary folder beside `out` renamed into place at the end (an interrupted export
 leaves nothing behind and never touches an existing dataset unless `overwrite`), and
 writes `out/manifest.json` (sources, options, counts, sha256 of every file).
+
+Modules: `config` (ExportConfig, ExportSummary, warnings), `sources` (scenes and their
+labels), `sampling` (held-out scenes, quotas), `crops`, `workers` (pool and progress),
+`output` (output folder, hashed writes, manifest), `models` (models and attribution),
+one module per format (`bop`, `props_pose`, `props` with `props_candidates`,
+`props_crop_cache`, `props_dataset`); the on-disk formats are in `labeller.formats`.
 """
 
 from __future__ import annotations
 
-from labeller.export.common import (
-    FORMATS,
-    ExportCancelled,
-    ExportConfig,
-    ExportSummary,
-    ExportWarning,
-    ProgressCallback,
-)
+from labeller.core.errors import Cancelled
+from labeller.core.progress import ProgressFn
+from labeller.export.config import FORMATS, ExportConfig, ExportSummary, ExportWarning
 
 
-def run(cfg: ExportConfig, progress: ProgressCallback | None = None) -> ExportSummary:
+def run(cfg: ExportConfig, progress: ProgressFn | None = None) -> ExportSummary:
     """Export `cfg.scenes` as `cfg.format` into `cfg.out`.
 
-    progress(done, total, message) is called as work completes (done/total count crops for
-    props, frames for the others); returning False cancels (ExportCancelled, nothing
+    progress(done, total) is called as work completes (done/total count crops for
+    props, frames for the others); returning False cancels (`Cancelled`, nothing
     written). Raises BadInput (exit code 2 on the command line) for anything the user can
     fix: a missing or unfinished labels.h5, an existing output, too few candidates, ...
     """
@@ -46,4 +47,4 @@ def run(cfg: ExportConfig, progress: ProgressCallback | None = None) -> ExportSu
     return export_bop(cfg, progress)
 
 
-__all__ = ["FORMATS", "ExportCancelled", "ExportConfig", "ExportSummary", "ExportWarning", "run"]
+__all__ = ["FORMATS", "Cancelled", "ExportConfig", "ExportSummary", "ExportWarning", "run"]

@@ -1,5 +1,5 @@
 """PROPS-Pose (`labeller export --format props-pose`), the layout the DeepRob course's
-`PROPSPoseDataset` loader reads (docs/design.md):
+`PROPSPoseDataset` loader reads (docs/design.md; the codec: `labeller.formats.props_pose`):
 
     OUT/PROPS-Pose-Dataset/{train,val}/rgb/{image:06d}.png
                                       depth/{image:06d}.png        uint16 millimetres
@@ -21,6 +21,7 @@ id (1, 2, 3, 4, 5, 6, 8, 9, 14, 18).
 
 from __future__ import annotations
 
+import io
 import shutil
 import time
 from pathlib import Path
@@ -29,59 +30,35 @@ import cv2
 import numpy as np
 
 from labeller.core.classes import BY_NAME, PROPS_CLASSES
-from labeller.core.errors import BadInput
-from labeller.core.fileio import atomic_dir, atomic_write_text
-from labeller.core.poses import inv_pose
-from labeller.export.common import (
-    ExportConfig,
-    ExportSummary,
-    SceneSource,
-    bop_json,
+from labeller.core.errors import BadInput, ModelError
+from labeller.core.fileio import atomic_dir, atomic_write_text, sha256_file
+from labeller.core.progress import ProgressFn
+from labeller.export.config import ExportConfig, ExportSummary, emit_warning
+from labeller.export.models import ClassModel, collect_models, copy_attribution, load_mesh_arrays
+from labeller.export.output import (
     check_out_dir,
-    choose_test_scenes,
-    collect_models,
-    copy_attribution,
     copy_hashed,
-    emit_warning,
     finish_permissions,
-    load_mesh_arrays,
-    open_sources,
     to_jsonable,
-    worker_labels,
-    write_frames,
     write_manifest,
     write_png_hashed,
 )
+from labeller.export.sampling import choose_test_scenes
+from labeller.export.sources import SceneSource, open_sources, worker_labels
+from labeller.export.workers import FrameResult, write_frames
+from labeller.formats import props_pose as pp
+from labeller.formats.bop import bop_json
+from labeller.formats.props_pose import (
+    DATASET_DIR,
+    DEPTH_UNITS_PER_M,
+    MAX_INSTANCES,
+    PROPS_POSE_K,
+    PROPS_POSE_SIZE,
+    SPLITS,
+    same_camera_as_loader,
+)
 
-DATASET_DIR = "PROPS-Pose-Dataset"
-SPLITS = ("train", "val")
-MAX_INSTANCES = 10  # the loader: assert(len(objs_dict) <= self.max_instance_num)
-
-# The published PROPS-Pose files (written by ProgressLabeller) store the INVERSE of the
-# model-to-camera pose under the names cam_R_m2c / cam_t_m2c, i.e. inv(T_cam_obj) =
-# T_obj_cam, in metres; the course loader inverts what it reads (`RT = np.linalg.inv(RT)`)
-# to get T_cam_obj back. We write what that loader expects.
-PROPS_POSE_STORES_INVERSE = True
-
-# The loader hard-codes the intrinsics and size of the camera the set was recorded with.
-PROPS_POSE_K = (902.19, 902.39, 342.35, 252.23)  # fx, fy, cx, cy
-PROPS_POSE_SIZE = (640, 480)  # width, height (its label array is 480 x 640)
-K_TOLERANCE_PX = 0.01
 FRAMES_PER_TASK = 16
-# Depth PNGs of the published set are millimetres; other units are converted.
-DEPTH_UNITS_PER_M = 1000.0
-
-
-def stored_pose(T_cam_obj: np.ndarray) -> np.ndarray:  # noqa: N803
-    """The 4x4 written under cam_R_m2c / cam_t_m2c (see PROPS_POSE_STORES_INVERSE)."""
-    return inv_pose(T_cam_obj) if PROPS_POSE_STORES_INVERSE else np.asarray(T_cam_obj)
-
-
-def same_camera_as_loader(cam) -> bool:
-    fx, fy, cx, cy = PROPS_POSE_K
-    return ((cam.width, cam.height) == PROPS_POSE_SIZE
-            and all(abs(a - b) <= K_TOLERANCE_PX
-                    for a, b in zip((cam.fx, cam.fy, cam.cx, cam.cy), (fx, fy, cx, cy), strict=True)))
 
 
 def frame_instances(src: SceneSource, row: int) -> list[int] | None:
@@ -94,7 +71,14 @@ def frame_instances(src: SceneSource, row: int) -> list[int] | None:
     return inst if len(inst) <= MAX_INSTANCES else None
 
 
-def write_frames_task(task) -> tuple[int, int, dict[str, str]]:
+def _imread(path: str, flags: int) -> np.ndarray:
+    img = cv2.imread(path, flags)
+    if img is None:
+        raise BadInput(path, "unreadable image (not a valid PNG/JPEG)")
+    return img
+
+
+def write_frames_task(task: tuple) -> FrameResult:
     """Worker: rgb (PNG), depth (mm PNG) and visible masks of a run of frames.
 
     task = (scene index, out root, split folder relative to it, labels.h5 path, depth
@@ -106,22 +90,22 @@ def write_frames_task(task) -> tuple[int, int, dict[str, str]]:
     lab = worker_labels(labels_path)
     hashes: dict[str, str] = {}
     for im, t, rgb, depth, inst in frames:
-        name = f"{im:06d}.png"
+        name = pp.image_file(im)
         if Path(rgb).suffix.lower() == ".png":
             hashes[f"{rel}/rgb/{name}"] = copy_hashed(rgb, base / "rgb" / name)
         else:  # the loader lists rgb/*.png
-            img = cv2.imread(rgb, cv2.IMREAD_COLOR)
+            img = _imread(rgb, cv2.IMREAD_COLOR)
             hashes[f"{rel}/rgb/{name}"] = write_png_hashed(base / "rgb" / name, img[:, :, ::-1])
         if depth_scale == DEPTH_UNITS_PER_M:
             hashes[f"{rel}/depth/{name}"] = copy_hashed(depth, base / "depth" / name)
         else:
-            raw = cv2.imread(depth, cv2.IMREAD_UNCHANGED).astype(np.float64)
+            raw = _imread(depth, cv2.IMREAD_UNCHANGED).astype(np.float64)
             mm = np.clip(np.round(raw * (DEPTH_UNITS_PER_M / depth_scale)), 0, 65535)
             hashes[f"{rel}/depth/{name}"] = write_png_hashed(base / "depth" / name,
                                                              mm.astype(np.uint16))
         mv = lab.mask_visib(t)
         for k, oid in inst:
-            mname = f"{im:06d}_{k:06d}.png"
+            mname = pp.mask_file(im, k)
             hashes[f"{rel}/mask_visib/{mname}"] = write_png_hashed(
                 base / "mask_visib" / mname, (mv == oid).astype(np.uint8) * 255)
     return si, len(frames), hashes
@@ -129,8 +113,6 @@ def write_frames_task(task) -> tuple[int, int, dict[str, str]]:
 
 def write_obj(dest: Path, path: Path) -> None:
     """A non-OBJ model as OBJ: vertices (with colours when present), normals, faces."""
-    import io
-
     mesh = load_mesh_arrays(path)
     buf = io.StringIO()
     buf.write(f"# labeller export: {path.name} as OBJ, metres\n")
@@ -150,18 +132,19 @@ def copy_model(src: Path, dest_dir: Path) -> list[str]:
     images) or any other mesh (converted)."""
     dest_dir.mkdir(parents=True)
     if src.suffix.lower() == ".obj":
-        shutil.copyfile(src, dest_dir / "textured_simple.obj")
-        names = ["textured_simple.obj"]
+        shutil.copyfile(src, dest_dir / pp.MODEL_FILE)
+        names = [pp.MODEL_FILE]
         for p in sorted(src.parent.iterdir()):
             if p.suffix.lower() in (".mtl", ".png", ".jpg", ".jpeg") and p.is_file():
                 shutil.copyfile(p, dest_dir / p.name)
                 names.append(p.name)
         return names
-    write_obj(dest_dir / "textured_simple.obj", src)
-    return ["textured_simple.obj"]
+    write_obj(dest_dir / pp.MODEL_FILE, src)
+    return [pp.MODEL_FILE]
 
 
-def export_props_pose(cfg: ExportConfig, progress=None) -> ExportSummary:
+def export_props_pose(cfg: ExportConfig, progress: ProgressFn | None = None) -> ExportSummary:
+    """Write `cfg.scenes` as a PROPS-Pose dataset into `cfg.out` (see the module doc)."""
     t0 = time.perf_counter()
     out = Path(cfg.out)
     sources = open_sources(cfg.scenes)
@@ -177,7 +160,6 @@ def export_props_pose(cfg: ExportConfig, progress=None) -> ExportSummary:
     models = collect_models(sources, cfg.models_dir, warns)
     models = {c: m for c, m in models.items() if c in BY_NAME}
     if cfg.models_dir is not None:  # the loader opens all ten models: fill from the library
-        from labeller.core.errors import ModelError
         from labeller.formats.models import find_class_model
 
         for c in PROPS_CLASSES:
@@ -186,9 +168,6 @@ def export_props_pose(cfg: ExportConfig, progress=None) -> ExportSummary:
                     p, _ = find_class_model(c.name, None, cfg.models_dir)
                 except ModelError:
                     continue
-                from labeller.core.fileio import sha256_file
-                from labeller.export.common import ClassModel
-
                 models[c.name] = ClassModel(c.name, p, sha256_file(p), [])
     missing = [c.name for c in PROPS_CLASSES if c.name not in models]
     if missing:
@@ -206,7 +185,8 @@ def export_props_pose(cfg: ExportConfig, progress=None) -> ExportSummary:
     skipped = {"flagged": 0, "too_many_instances": 0}
     for i, src in enumerate(sources):
         split = "val" if held[i] else "train"
-        flagged_any = src.flagged.any(axis=1) if src.n_objects else np.zeros(len(src.frame_ids), bool)
+        flagged_any = (np.asarray(src.flagged.any(axis=1)) if src.n_objects
+                       else np.zeros(len(src.frame_ids), bool))
         for r in range(len(src.frame_ids)):
             if flagged_any[r] and not cfg.keep_flagged:
                 skipped["flagged"] += 1
@@ -232,32 +212,25 @@ def export_props_pose(cfg: ExportConfig, progress=None) -> ExportSummary:
         tasks = []
         for split in SPLITS:
             rel = f"{DATASET_DIR}/{split}"
-            for sub in ("rgb", "depth", "mask_visib"):
+            for sub in pp.IMAGE_DIRS:
                 (tmp / rel / sub).mkdir(parents=True)
-            gt, info, camera = {}, {}, {}
+            gt: dict[str, list] = {}
+            info: dict[str, list] = {}
+            camera: dict[str, dict] = {}
             frames_by_scene: dict[int, list] = {}
             for im, (i, r, t, inst) in enumerate(plan[split]):
                 src = sources[i]
                 key = str(im)
                 gt[key], info[key] = [], []
                 for k in inst:
-                    T = stored_pose(src.T_cam_obj[r, k])  # noqa: N806
-                    gt[key].append({"cam_R_m2c": [float(v) for v in T[:3, :3].reshape(-1)],
-                                    "cam_t_m2c": [float(v) for v in T[:3, 3]],
-                                    "obj_id": BY_NAME[src.object_classes[k]].ycbv_id})
-                    visible = src.px_count_visib[r, k] > 0
-                    info[key].append({
-                        "bbox_obj": [int(v) for v in src.bbox_obj[r, k]],
-                        "bbox_visib": [int(v) for v in src.bbox_visib[r, k]] if visible else [],
-                        "px_count_all": int(src.px_count_all[r, k]),
-                        "px_count_valid": int(src.px_count_valid[r, k]),
-                        "px_count_visib": int(src.px_count_visib[r, k]),
-                        "visib_fract": float(src.visib_fract[r, k])})
+                    gt[key].append(pp.gt_entry(BY_NAME[src.object_classes[k]].ycbv_id,
+                                               src.T_cam_obj[r, k]))
+                    info[key].append(pp.gt_info_entry(
+                        src.bbox_obj[r, k], src.bbox_visib[r, k], src.px_count_all[r, k],
+                        src.px_count_valid[r, k], src.px_count_visib[r, k],
+                        src.visib_fract[r, k]))
                 counts[split]["instances"] += len(inst)
-                cam = src.scene.camera
-                camera[key] = {"cam_K": [float(v) for v in cam.K.reshape(-1)],
-                               "width": cam.width, "height": cam.height,
-                               "depth_scale": 1.0}  # mm per depth unit, as BOP
+                camera[key] = pp.camera_entry(src.scene.camera)
                 image_sources[split][key] = [src.name, t]
                 frames_by_scene.setdefault(i, []).append(
                     (im, t, str(src.rgb_path(t)), str(src.depth_path(t)),
@@ -267,24 +240,22 @@ def export_props_pose(cfg: ExportConfig, progress=None) -> ExportSummary:
                     tasks.append((i, str(tmp), rel, str(sources[i].labels_path),
                                   float(sources[i].scene.camera.depth_scale),
                                   frames[a:a + FRAMES_PER_TASK]))
-            atomic_write_text(tmp / rel / f"{split}_gt.json", bop_json(gt))
-            atomic_write_text(tmp / rel / f"{split}_gt_info.json",
-                              bop_json(info))
+            atomic_write_text(tmp / rel / pp.gt_file(split), bop_json(gt))
+            atomic_write_text(tmp / rel / pp.gt_info_file(split), bop_json(info))
             if any(not same_camera_as_loader(sources[i].scene.camera)
                    for i, _, _, _ in plan[split]):
-                atomic_write_text(tmp / rel / f"{split}_camera.json",
-                                  bop_json(camera))
+                atomic_write_text(tmp / rel / pp.camera_file(split), bop_json(camera))
         # models
-        mroot = root / "model"
+        mroot = root / pp.MODEL_DIR
         mroot.mkdir(parents=True)
         model_files = {}
         for c in PROPS_CLASSES:
             if c.name in models:
-                folder = f"{c.ycbv_id}_{c.name}"
+                folder = pp.model_folder(c.ycbv_id, c.name)
                 model_files[folder] = {"source": str(models[c.name].path),
                                        "files": copy_model(models[c.name].path, mroot / folder)}
         attribution = copy_attribution(mroot, [m.path for m in models.values()])
-        totals = {}
+        totals: dict[int, tuple[str, int]] = {}
         for t in tasks:
             name, n = totals.get(t[0], (sources[t[0]].name, 0))
             totals[t[0]] = (name, n + len(t[5]))
@@ -309,7 +280,7 @@ def export_props_pose(cfg: ExportConfig, progress=None) -> ExportSummary:
              f"instances from {', '.join(train) or '-'}",
              f"val:   {counts['val']['images']} images, {counts['val']['instances']} "
              f"instances from {', '.join(val) or '-'}",
-             f"models: {len(model_files)} in {out / DATASET_DIR / 'model'}"]
+             f"models: {len(model_files)} in {out / DATASET_DIR / pp.MODEL_DIR}"]
     if skipped["flagged"]:
         lines.append(f"left out {skipped['flagged']} frame(s) with flagged labels "
                      "(--keep-flagged keeps them)")

@@ -8,6 +8,8 @@ when it is used. Every importer has the signature
 
 writes `dest` all at once through `labeller.importers.writer.scene_writer` (a temporary
 directory renamed at the end) and raises `BadInput` naming the file for malformed input.
+`progress(done, total)` (`labeller.core.progress.ProgressFn`) follows the frames; when it
+returns False the import stops with `labeller.core.errors.Cancelled`, nothing written.
 To add a format, write `labeller/importers/<name>.py` and add one line to `FORMATS`.
 """
 
@@ -19,12 +21,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from labeller.core.errors import BadInput
-from labeller.importers.writer import ImportCancelled, ImportResult
+from labeller.core.progress import ProgressFn
+from labeller.importers.writer import ImportResult
 
-__all__ = ["FORMATS", "ImportCancelled", "ImportResult", "ImporterSpec", "get_importer",
-           "import_scene"]
+__all__ = ["FORMATS", "ImportResult", "ImporterSpec", "get_importer", "import_scene"]
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,8 @@ def get_importer(fmt: str) -> Callable[..., ImportResult]:
 
 
 def import_scene(fmt: str, src: str | os.PathLike, dest: str | os.PathLike, *, link: bool = False,
-                 overwrite: bool = False, progress: Callable[[int, int], bool | None] | None = None,
-                 **options) -> ImportResult:
+                 overwrite: bool = False, progress: ProgressFn | None = None,
+                 **options: Any) -> ImportResult:
     """Import `src` (in format `fmt`) as a scene at `dest`.
 
     `options` are format-specific keyword arguments (e.g. ``intrinsics=(fx, fy, cx, cy)``);

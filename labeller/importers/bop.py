@@ -2,7 +2,7 @@
 
 SRC is a BOP scene (``{split}/{scene:06d}/``) with ``scene_camera.json``, ``rgb/`` and
 ``depth/`` named by image id (``000012.png``), as in the BOP toolkit's
-``docs/bop_datasets_format.md``:
+``docs/bop_datasets_format.md`` (files, units and JSON read through `labeller.formats.bop`):
 
 - Frames are the images of ``rgb/`` in image-id order, renumbered 0..N−1 (the mapping is
   kept in the summary when ids are not already 0..N−1); colour and depth are copied
@@ -22,145 +22,69 @@ SRC is a BOP scene (``{split}/{scene:06d}/``) with ``scene_camera.json``, ``rgb/
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from labeller.core.camera import CameraIntrinsics
 from labeller.core.classes import BY_YCBV_ID, PROPS_CLASS_NAMES
 from labeller.core.errors import BadInput, FormatError
 from labeller.core.fileio import sha256_file
-from labeller.core.poses import inv_pose, rigid_or_none
+from labeller.core.progress import ProgressFn, bar, check_progress
+from labeller.formats import bop
 from labeller.formats.annotations import AnnotationDocument, ObjectAnnotation
+from labeller.formats.bop import MM_PER_M, bop_class_names
 from labeller.formats.scene import list_frame_files
 from labeller.formats.trajectory import Trajectory
-from labeller.importers.writer import (
-    ImportCancelled,
-    ImportResult,
-    scene_writer,
-)
+from labeller.importers.writer import ImportResult, scene_writer
 
-MM_PER_M = 1000.0  # BOP files are in millimetres; the scene is in metres
-FRAME_RE = re.compile(r"^(\d+)\.(png|jpg|jpeg|tif)$", re.IGNORECASE)
 K_REL_TOL = 1e-6  # cam_K of different images must agree to this (relative)
-
-
-def _load_json(path: Path, required: bool = True) -> dict | None:
-    if not path.is_file():
-        if required:
-            raise BadInput(path, "missing (a BOP scene folder has scene_camera.json, rgb/, depth/)")
-        return None
-    try:
-        d = json.loads(path.read_text())
-    except ValueError as exc:
-        raise FormatError(path, f"not valid JSON ({exc})") from None
-    if not isinstance(d, dict):
-        raise FormatError(path, "expected an object keyed by image id")
-    return d
-
-
-def _matrix(entry: dict, key: str, shape: tuple[int, ...], where: str) -> np.ndarray:
-    try:
-        a = np.asarray(entry[key], dtype=np.float64).reshape(shape)
-    except KeyError:
-        raise FormatError(where, f"no '{key}'") from None
-    except (ValueError, TypeError):
-        raise FormatError(where, f"'{key}' must be {int(np.prod(shape))} numbers") from None
-    if not np.all(np.isfinite(a)):
-        raise FormatError(where, f"'{key}' has NaN or infinite values")
-    return a
-
-
-def _pose_mm(R: np.ndarray, t_mm: np.ndarray, where: str) -> np.ndarray:
-    """4x4 pose in metres from a BOP rotation and a translation in mm."""
-    T = np.eye(4)
-    T[:3, :3] = R
-    T[:3, 3] = t_mm / MM_PER_M
-    out, problem = rigid_or_none(T)
-    if out is None:
-        raise FormatError(where, problem)
-    return out
-
-
-def bop_class_names(obj_ids: list[int]) -> dict[int, str]:
-    """obj_id -> class: PROPS names when every id is a PROPS YCB-V id, else obj_{id:06d}."""
-    if obj_ids and all(i in BY_YCBV_ID for i in obj_ids):
-        return {i: BY_YCBV_ID[i].name for i in obj_ids}
-    return {i: f"obj_{i:06d}" for i in obj_ids}
-
-
-def convert_model_mm_to_m(src: Path, dest: Path) -> None:
-    """Write the BOP model `src` (mm) scaled to metres as PLY `dest` (vertex colours kept)."""
-    import open3d as o3d
-
-    mesh = o3d.io.read_triangle_mesh(str(src))
-    if len(mesh.vertices) == 0 or len(mesh.triangles) == 0:
-        raise BadInput(src, "not a readable triangle mesh")
-    mesh.scale(1.0 / MM_PER_M, center=(0.0, 0.0, 0.0))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if not o3d.io.write_triangle_mesh(str(dest), mesh, write_ascii=False):
-        raise OSError(f"{dest}: Open3D could not write the model")
 
 
 def import_bop(src: str | Path, dest: str | Path, *, link: bool = False, overwrite: bool = False,
                models: str | Path | None = None,
-               progress: Callable[[int, int], bool | None] | None = None) -> ImportResult:
+               progress: ProgressFn | None = None) -> ImportResult:
     """Convert one BOP scene folder into a scene at `dest` (see the module doc)."""
     src, dest = Path(src), Path(dest)
     if not src.is_dir():
         raise BadInput(src, "not a directory (expected a BOP scene folder like test/000001)")
-    cam_path = src / "scene_camera.json"
-    cams = _load_json(cam_path)
+    cam_path = src / bop.SCENE_CAMERA
+    cams = bop.read_scene_json(cam_path)
     assert cams is not None
-    rgb = list_frame_files(src / "rgb", FRAME_RE)
+    rgb = list_frame_files(src / "rgb", bop.IMAGE_FILE_RE)
     if not rgb:
         raise BadInput(src / "rgb", "no images named by image id (like 000000.png)")
-    depth = list_frame_files(src / "depth", FRAME_RE)
+    depth = list_frame_files(src / "depth", bop.IMAGE_FILE_RE)
     ids = sorted(rgb)
     for i in ids:
         if str(i) not in cams:
             raise FormatError(cam_path, f"no entry for image {i} ({rgb[i].relative_to(src)})")
         if i not in depth:
-            raise BadInput(src / "depth" / f"{i:06d}.png", f"missing depth image for {rgb[i].name}")
+            raise BadInput(src / "depth" / bop.image_file(i), f"missing depth image for {rgb[i].name}")
     warnings: list[str] = []
 
     K0 = ds0 = None
-    w2c: dict[int, np.ndarray] = {}
+    T_world_cam: dict[int, np.ndarray] = {}
     for t, i in enumerate(ids):
         e, where = cams[str(i)], f"{cam_path}: image {i}"
-        if not isinstance(e, dict):
-            raise FormatError(where, "entry must be an object")
-        K = _matrix(e, "cam_K", (3, 3), where)
-        if "depth_scale" not in e:
-            raise FormatError(where, "no 'depth_scale' (mm per depth unit)")
-        try:
-            ds = float(e["depth_scale"])
-        except (TypeError, ValueError):
-            raise FormatError(where, "'depth_scale' must be a number") from None
-        if not ds > 0:
-            raise FormatError(where, f"'depth_scale' must be > 0, got {ds}")
+        K, ds = bop.read_intrinsics(e, where)
         if K0 is None:
             K0, ds0 = K, ds
         elif not np.allclose(K, K0, rtol=K_REL_TOL, atol=1e-9) or ds != ds0:
             raise FormatError(where, f"cam_K/depth_scale differ from image {ids[0]}'s; a "
                                      "labeller scene has one camera")
-        if "cam_R_w2c" in e or "cam_t_w2c" in e:
-            R = _matrix(e, "cam_R_w2c", (3, 3), where)
-            tv = _matrix(e, "cam_t_w2c", (3,), where)
-            w2c[t] = _pose_mm(R, tv, where)
+        pose = bop.read_camera_pose(e, where)
+        if pose is not None:
+            T_world_cam[t] = pose
     assert K0 is not None and ds0 is not None
-    traj = Trajectory({t: inv_pose(T) for t, T in w2c.items()}).reanchored()
-    if w2c and len(w2c) < len(ids):
-        warnings.append(f"{cam_path}: {len(ids) - len(w2c)} of {len(ids)} images have no "
+    traj = Trajectory(T_world_cam).reanchored()
+    if T_world_cam and len(T_world_cam) < len(ids):
+        warnings.append(f"{cam_path}: {len(ids) - len(T_world_cam)} of {len(ids)} images have no "
                         "cam_R_w2c/cam_t_w2c; they stay untracked")
 
     # Objects: from the first image with ground truth and a camera pose.
-    gt_path = src / "scene_gt.json"
-    gts = _load_json(gt_path, required=False)
+    gt_path = src / bop.SCENE_GT
+    gts = bop.read_scene_json(gt_path, required=False)
     objects: list[tuple[int, np.ndarray]] = []  # (obj_id, T_world_obj)
     if gts is not None and not traj.poses:
         warnings.append(f"{gt_path}: not imported: without cam_R_w2c/cam_t_w2c there is no "
@@ -173,15 +97,7 @@ def import_bop(src: str | Path, dest: str | Path, *, link: bool = False, overwri
             if not isinstance(entry, list):
                 raise FormatError(f"{gt_path}: image {i}", "expected a list of objects")
             for k, g in enumerate(entry):
-                where = f"{gt_path}: image {i}, object {k}"
-                if not isinstance(g, dict) or "obj_id" not in g:
-                    raise FormatError(where, "expected an object with 'obj_id'")
-                T_cam_obj = _pose_mm(_matrix(g, "cam_R_m2c", (3, 3), where),
-                                     _matrix(g, "cam_t_m2c", (3,), where), where)
-                try:
-                    obj_id = int(g["obj_id"])
-                except (TypeError, ValueError):
-                    raise FormatError(where, "'obj_id' must be an integer") from None
+                obj_id, T_cam_obj = bop.read_gt_object(g, f"{gt_path}: image {i}, object {k}")
                 objects.append((obj_id, traj[t] @ T_cam_obj))
             break
         if not objects:
@@ -194,16 +110,14 @@ def import_bop(src: str | Path, dest: str | Path, *, link: bool = False, overwri
         raise BadInput(models_dir, "--models: not a directory")
 
     with scene_writer(dest, overwrite=overwrite, link=link) as w:
-        bar = tqdm(total=len(ids), desc="import bop", unit="frame", leave=False)
-        for t, i in enumerate(ids):
-            w.check_frame(rgb[i], depth[i])
-            w.add_rgb(t, rgb[i])
-            w.add_depth_file(t, depth[i])
-            bar.update(1)
-            if progress is not None and progress(t + 1, len(ids)) is False:
-                bar.close()
-                raise ImportCancelled(f"{dest}: import cancelled; nothing written")
-        bar.close()
+        with bar(len(ids), "import bop") as frames_bar:
+            for t, i in enumerate(ids):
+                w.check_frame(rgb[i], depth[i])
+                w.add_rgb(t, rgb[i])
+                w.add_depth_file(t, depth[i])
+                frames_bar.update(1)
+                check_progress(progress, t + 1, len(ids),
+                               f"{dest}: import cancelled; nothing written")
         size = w.frame_size
         assert size is not None
         w.write_camera(CameraIntrinsics(size[0], size[1], float(K0[0, 0]), float(K0[1, 1]),
@@ -224,11 +138,11 @@ def import_bop(src: str | Path, dest: str | Path, *, link: bool = False, overwri
             for obj_id, name in names.items():
                 rel = f"models/{name}.ply"
                 if models_dir is not None:
-                    bop_model = models_dir / f"obj_{obj_id:06d}.ply"
+                    bop_model = models_dir / bop.model_file(obj_id)
                     if not bop_model.is_file():
                         raise BadInput(bop_model, f"missing: scene_gt.json has obj_id {obj_id} "
                                                   "and --models names this folder")
-                    convert_model_mm_to_m(bop_model, w.root / rel)
+                    bop.convert_model_mm_to_m(bop_model, w.root / rel)
                 else:
                     all_found = False
                     if obj_id in BY_YCBV_ID and name in PROPS_CLASS_NAMES:

@@ -23,28 +23,23 @@ poses, the default here when the key is absent) P is inverted; then
 
 from __future__ import annotations
 
-import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from labeller.core.camera import CameraIntrinsics
 from labeller.core.classes import BY_NAME, PROPS_CLASS_NAMES
 from labeller.core.errors import BadInput, FormatError
-from labeller.core.fileio import sha256_file
+from labeller.core.fileio import read_json_object, sha256_file
 from labeller.core.poses import inv_pose, quat_wxyz_to_matrix, rigid_or_none
+from labeller.core.progress import ProgressFn, bar, check_progress
 from labeller.formats.annotations import AnnotationDocument, ObjectAnnotation
 from labeller.formats.external_trajectory import read_campose
 from labeller.formats.models import MESH_SUFFIXES
 from labeller.formats.trajectory import QUAT_NORM_TOL, Trajectory
-from labeller.importers.writer import (
-    ImportCancelled,
-    ImportResult,
-    scene_writer,
-)
+from labeller.importers.writer import ImportResult, scene_writer
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -94,7 +89,7 @@ def parse_recon_trans(v, where: Path) -> np.ndarray:
 def _load_yaml(path: Path):
     text = path.read_text(errors="replace")
     try:
-        import yaml  # PyYAML when present
+        import yaml  # type: ignore[import-untyped]  # PyYAML when present (no stubs here)
 
         try:
             return yaml.safe_load(text)
@@ -124,7 +119,7 @@ def read_label_poses(path: Path) -> list[tuple[str, str, np.ndarray]]:
     out = []
     for inst, entry in d.items():
         where = f"{path}: {inst}"
-        pose = entry.get("pose") if isinstance(entry, dict) else None
+        pose: Any = entry.get("pose") if isinstance(entry, dict) else None
         try:
             t = np.asarray(pose[0], dtype=np.float64).reshape(3)
             q = np.asarray(pose[1], dtype=np.float64).reshape(4)
@@ -147,7 +142,9 @@ def _frame_files(d: Path) -> dict[str, Path]:
 
 
 def _model_dir(src: Path, cfg: dict) -> Path | None:
-    env = cfg.get("environment") if isinstance(cfg.get("environment"), dict) else {}
+    env = cfg.get("environment")
+    if not isinstance(env, dict):
+        env = {}
     cands = []
     if isinstance(env.get("modelsrc"), str):
         p = Path(env["modelsrc"])
@@ -158,19 +155,14 @@ def _model_dir(src: Path, cfg: dict) -> Path | None:
 
 def import_progresslabeller(src: str | Path, dest: str | Path, *, link: bool = False,
                             overwrite: bool = False,
-                            progress: Callable[[int, int], bool | None] | None = None
+                            progress: ProgressFn | None = None
                             ) -> ImportResult:
     """Convert a ProgressLabeller project into a scene at `dest` (see the module doc)."""
     src, dest = Path(src), Path(dest)
     if not src.is_dir():
         raise BadInput(src, "not a directory (expected a ProgressLabeller project folder)")
     cfg_path = find_config(src)
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except ValueError as exc:
-        raise FormatError(cfg_path, f"not valid JSON ({exc})") from None
-    if not isinstance(cfg, dict):
-        raise FormatError(cfg_path, "expected a JSON object")
+    cfg = read_json_object(cfg_path)
     try:
         K = np.asarray(_get(cfg, "camera.intrinsic", cfg_path), dtype=np.float64).reshape(3, 3)
         res = [int(v) for v in _get(cfg, "camera.resolution", cfg_path)]
@@ -228,20 +220,18 @@ def import_progresslabeller(src: str | Path, dest: str | Path, *, link: bool = F
     model_src = _model_dir(src, cfg)
 
     with scene_writer(dest, overwrite=overwrite, link=link) as w:
-        bar = tqdm(total=len(names), desc="import progresslabeller", unit="frame", leave=False)
-        for t, n in enumerate(names):
-            wh = w.check_frame(rgb[n], depth[n])
-            if t == 0:
-                if tuple(res) not in (wh, wh[::-1]):  # [width, height]; some write [h, w]
-                    raise FormatError(cfg_path, f"camera.resolution {res} differs from the "
-                                                f"images' {wh[0]}x{wh[1]} (width, height)")
-            w.add_rgb(t, rgb[n])
-            w.add_depth_file(t, depth[n])
-            bar.update(1)
-            if progress is not None and progress(t + 1, len(names)) is False:
-                bar.close()
-                raise ImportCancelled(f"{dest}: import cancelled; nothing written")
-        bar.close()
+        with bar(len(names), "import progresslabeller") as frames_bar:
+            for t, n in enumerate(names):
+                wh = w.check_frame(rgb[n], depth[n])
+                if t == 0:
+                    if tuple(res) not in (wh, wh[::-1]):  # [width, height]; some write [h, w]
+                        raise FormatError(cfg_path, f"camera.resolution {res} differs from the "
+                                                    f"images' {wh[0]}x{wh[1]} (width, height)")
+                w.add_rgb(t, rgb[n])
+                w.add_depth_file(t, depth[n])
+                frames_bar.update(1)
+                check_progress(progress, t + 1, len(names),
+                               f"{dest}: import cancelled; nothing written")
         size = w.frame_size
         assert size is not None
         w.write_camera(CameraIntrinsics(size[0], size[1], float(K[0, 0]), float(K[1, 1]),
@@ -250,7 +240,7 @@ def import_progresslabeller(src: str | Path, dest: str | Path, *, link: bool = F
         notes = [f"trajectory.txt: {len(traj)} poses (scale {scale:g}, "
                  f"{'inverted world-to-camera' if inverse else 'camera-to-world'} campose)",
                  f"depth ÷ {1.0 / depth_m_per_unit:g}"]
-        if labels:
+        if labels and labels_path is not None:
             objs = []
             missing = []
             for k, (_inst, cls, T) in enumerate(labels):
@@ -259,7 +249,7 @@ def import_progresslabeller(src: str | Path, dest: str | Path, *, link: bool = F
                 mdir = model_src / cls if model_src else None
                 meshes = sorted(f for f in mdir.iterdir() if f.suffix.lower() in MESH_SUFFIXES) \
                     if mdir and mdir.is_dir() else []
-                if meshes:
+                if mdir is not None and meshes:
                     out_dir = w.paths.models / cls
                     if not out_dir.exists():
                         shutil.copytree(mdir, out_dir)

@@ -23,17 +23,17 @@ depth.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from labeller.core.camera import CameraIntrinsics
 from labeller.core.errors import BadInput, FormatError
+from labeller.core.progress import ProgressFn, bar, check_progress
 from labeller.importers.tum import associate
-from labeller.importers.writer import ImportCancelled, ImportResult, scene_writer
+from labeller.importers.writer import ImportResult, scene_writer
 
 MAX_PAIR_DT_S = 0.020  # colour and depth more than 20 ms apart are not one frame
 IMAGE_TYPES = ("sensor_msgs/msg/Image",)
@@ -89,8 +89,8 @@ def image_to_array(msg, where: str) -> np.ndarray:
         return data.reshape(h, int(msg.step))[:, : w * 2].copy().view(dt).reshape(h, w) \
             .astype(np.uint16)
     if enc == "32FC1":
-        dt = np.dtype(">f4" if msg.is_bigendian else "<f4")
-        m = data.reshape(h, int(msg.step))[:, : w * 4].copy().view(dt).reshape(h, w)
+        dt_f4 = np.dtype(">f4" if msg.is_bigendian else "<f4")
+        m = data.reshape(h, int(msg.step))[:, : w * 4].copy().view(dt_f4).reshape(h, w)
         mm = np.where(np.isfinite(m) & (m > 0), np.round(m * DEPTH_UNITS_PER_M), 0)
         return np.clip(mm, 0, 65535).astype(np.uint16)
     raise FormatError(where, f"unsupported image encoding '{enc}'")
@@ -134,7 +134,7 @@ def _info_arrays(info) -> tuple[np.ndarray, np.ndarray, str]:
 def import_rosbag(src: str | Path, dest: str | Path, *, link: bool = False,
                   overwrite: bool = False, rgb_topic: str | None = None,
                   depth_topic: str | None = None, info_topic: str | None = None,
-                  progress: Callable[[int, int], bool | None] | None = None) -> ImportResult:
+                  progress: ProgressFn | None = None) -> ImportResult:
     """Convert a ROS1/ROS2 bag into a scene at `dest` (see the module doc).
 
     `link` does not apply (frames are decoded from messages) and is ignored.
@@ -146,22 +146,22 @@ def import_rosbag(src: str | Path, dest: str | Path, *, link: bool = False,
     try:
         topics: dict[str, _Topic] = {}
         for c in reader.connections:
-            t = topics.setdefault(c.topic, _Topic(c.topic, c.msgtype, 0, []))
-            t.count += c.msgcount
-            t.connections.append(c)
+            topic = topics.setdefault(c.topic, _Topic(c.topic, c.msgtype, 0, []))
+            topic.count += c.msgcount
+            topic.connections.append(c)
         if not topics or sum(t.count for t in topics.values()) == 0:
             raise BadInput(src, "the bag is empty (no messages)")
         images = [t for t in topics.values() if t.msgtype in IMAGE_TYPES and t.count > 0]
         infos = [t for t in topics.values() if t.msgtype in INFO_TYPES and t.count > 0]
         colour_c, depth_c = [], []
-        first: dict[str, object] = {}
-        for t in images:
-            m = _first_msg(reader, t)
-            first[t.name] = m
+        first: dict[str, Any] = {}
+        for topic in images:
+            m = _first_msg(reader, topic)
+            first[topic.name] = m
             if m.encoding in COLOUR_ENCODINGS:
-                colour_c.append(t)
+                colour_c.append(topic)
             elif m.encoding in DEPTH_ENCODINGS:
-                depth_c.append(t)
+                depth_c.append(topic)
         colour = (_named(topics, rgb_topic, "--rgb-topic", src) if rgb_topic else
                   _pick(colour_c, "colour image (rgb8/bgr8)", "--rgb-topic", src))
         depth = (_named(topics, depth_topic, "--depth-topic", src) if depth_topic else
@@ -175,9 +175,10 @@ def import_rosbag(src: str | Path, dest: str | Path, *, link: bool = False,
         else:
             info_t = _pick(infos, "camera_info", "--info-topic", src,
                            prefer=lambda c: _parent(c.name) == _parent(colour.name))
-        for t, kind in ((colour, "colour"), (depth, "depth")):
-            if t.msgtype not in IMAGE_TYPES:
-                raise BadInput(src, f"{kind} topic {t.name} is {t.msgtype}, not sensor_msgs/Image")
+        for topic, kind in ((colour, "colour"), (depth, "depth")):
+            if topic.msgtype not in IMAGE_TYPES:
+                raise BadInput(src, f"{kind} topic {topic.name} is {topic.msgtype}, "
+                                    "not sensor_msgs/Image")
         if info_t.msgtype not in INFO_TYPES:
             raise BadInput(src, f"camera_info topic {info_t.name} is {info_t.msgtype}")
         c0 = first.get(colour.name) or _first_msg(reader, colour)
@@ -230,8 +231,8 @@ def import_rosbag(src: str | Path, dest: str | Path, *, link: bool = False,
         if distorted:
             maps = cv2.initUndistortRectifyMap(K, D, None, K, size, cv2.CV_32FC1)
 
-        with scene_writer(dest, overwrite=overwrite, link=False) as w:
-            bar = tqdm(total=2 * len(pairs), desc="import rosbag", unit="image", leave=False)
+        with scene_writer(dest, overwrite=overwrite, link=False) as w, \
+                bar(2 * len(pairs), "import rosbag", "image") as images_bar:
             done = 0
             for t_top, frames, is_depth in ((colour, c_frame, False), (depth, d_frame, True)):
                 for k, (conn, _, raw) in enumerate(reader.messages(connections=t_top.connections)):
@@ -256,11 +257,10 @@ def import_rosbag(src: str | Path, dest: str | Path, *, link: bool = False,
 
                         write_image(w.paths.rgb_path(t, ".png"), img, atomic=False)
                     done += 1
-                    bar.update(1)
-                    if progress is not None and progress(done, 2 * len(pairs)) is False:
-                        bar.close()
-                        raise ImportCancelled(f"{dest}: import cancelled; nothing written")
-            bar.close()
+                    images_bar.update(1)
+                    check_progress(progress, done, 2 * len(pairs),
+                                   f"{dest}: import cancelled; nothing written")
+            images_bar.close()
             w.write_camera(CameraIntrinsics(size[0], size[1], float(K[0, 0]), float(K[1, 1]),
                                             float(K[0, 2]), float(K[1, 2]), DEPTH_UNITS_PER_M))
             w.write_timestamps({t: float(c_st[i]) for t, (i, _) in enumerate(pairs)})

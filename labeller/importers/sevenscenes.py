@@ -13,22 +13,17 @@ registered to each other (the colour camera sits a few cm from the depth camera)
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from labeller.core.camera import CameraIntrinsics
 from labeller.core.errors import BadInput
 from labeller.core.fileio import read_image
 from labeller.core.poses import rigid_or_none
+from labeller.core.progress import ProgressFn, bar, check_progress
 from labeller.formats.trajectory import Trajectory
-from labeller.importers.writer import (
-    ImportCancelled,
-    ImportResult,
-    scene_writer,
-)
+from labeller.importers.writer import ImportResult, scene_writer
 
 COLOR_RE = re.compile(r"^frame-(\d+)\.color\.(png|jpg|jpeg)$", re.IGNORECASE)
 # 7-Scenes marks "no measurement" with 65535; our depth PNGs use 0 (docs/design.md).
@@ -103,7 +98,7 @@ def read_pose_file(path: Path) -> np.ndarray:
 def import_7scenes(src: str | Path, dest: str | Path, *, link: bool = False,
                    overwrite: bool = False,
                    intrinsics: tuple[float, float, float, float] | None = None,
-                   progress: Callable[[int, int], bool | None] | None = None) -> ImportResult:
+                   progress: ProgressFn | None = None) -> ImportResult:
     """Convert a 7-Scenes sequence folder into a scene at `dest` (see the module doc).
 
     `intrinsics` (fx, fy, cx, cy) overrides camera-intrinsics.txt. `link` hard-links
@@ -116,7 +111,8 @@ def import_7scenes(src: str | Path, dest: str | Path, *, link: bool = False,
     warnings: list[str] = []
 
     # Every file is checked before anything is written.
-    depth_paths, pose_paths = [], []
+    depth_paths: list[Path] = []
+    pose_paths: list[Path | None] = []
     for stem, color in frames:
         d = frames_dir / f"{stem}.depth.png"
         if not d.is_file():
@@ -142,11 +138,11 @@ def import_7scenes(src: str | Path, dest: str | Path, *, link: bool = False,
 
     poses: dict[int, np.ndarray] = {}
     no_pose: list[str] = []
-    for t, p in enumerate(pose_paths):
-        if p is None:
+    for t, pose_path in enumerate(pose_paths):
+        if pose_path is None:
             no_pose.append(frames[t][0])
             continue
-        T = read_pose_file(p)
+        T = read_pose_file(pose_path)
         if np.all(np.isfinite(T)):
             poses[t] = T
         else:
@@ -159,21 +155,19 @@ def import_7scenes(src: str | Path, dest: str | Path, *, link: bool = False,
                         f"(first: {no_pose[0]}.pose.txt); they are left out of gt/trajectory.txt")
 
     with scene_writer(dest, overwrite=overwrite, link=link) as w:
-        bar = tqdm(total=len(frames), desc="import 7scenes", unit="frame", leave=False)
-        for t, ((_stem, color), dpath) in enumerate(zip(frames, depth_paths, strict=True)):
-            depth = read_image(dpath)
-            w.check_frame(color, depth, dpath)
-            w.add_rgb(t, color)
-            invalid = depth == SEVENSCENES_INVALID_DEPTH
-            if invalid.any():
-                w.write_depth(t, np.where(invalid, 0, depth).astype(np.uint16))
-            else:
-                w.add_depth_file(t, dpath)
-            bar.update(1)
-            if progress is not None and progress(t + 1, len(frames)) is False:
-                bar.close()
-                raise ImportCancelled(f"{dest}: import cancelled; nothing written")
-        bar.close()
+        with bar(len(frames), "import 7scenes") as frames_bar:
+            for t, ((_stem, color), dpath) in enumerate(zip(frames, depth_paths, strict=True)):
+                depth = read_image(dpath)
+                w.check_frame(color, depth, dpath)
+                w.add_rgb(t, color)
+                invalid = depth == SEVENSCENES_INVALID_DEPTH
+                if invalid.any():
+                    w.write_depth(t, np.where(invalid, 0, depth).astype(np.uint16))
+                else:
+                    w.add_depth_file(t, dpath)
+                frames_bar.update(1)
+                check_progress(progress, t + 1, len(frames),
+                               f"{dest}: import cancelled; nothing written")
         size = w.frame_size
         assert size is not None
         w.write_camera(CameraIntrinsics(size[0], size[1], fx, fy, cx, cy,

@@ -18,18 +18,17 @@ default 525 525 319.5 239.5. Lens distortion (fr1, fr2) is not modelled.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from labeller.core.camera import CameraIntrinsics
 from labeller.core.errors import BadInput
 from labeller.core.fileio import read_image
 from labeller.core.poses import matrix_to_quat_xyzw, quat_xyzw_to_matrix, slerp_xyzw
+from labeller.core.progress import ProgressFn, bar, check_progress
 from labeller.formats.trajectory import TimedTrajectory, Trajectory
-from labeller.importers.writer import ImportCancelled, ImportResult, scene_writer
+from labeller.importers.writer import ImportResult, scene_writer
 
 TUM_DEPTH_SCALE = 5000.0  # TUM depth PNG units per metre
 MAX_ASSOC_DT_S = 0.02  # colour/depth pairs further apart in time are not the same instant
@@ -153,7 +152,7 @@ def tum_intrinsics_for(src: Path) -> tuple[tuple[float, float, float, float], st
 
 def import_tum(src: str | Path, dest: str | Path, *, link: bool = False, overwrite: bool = False,
                intrinsics: tuple[float, float, float, float] | None = None,
-               progress: Callable[[int, int], bool | None] | None = None) -> ImportResult:
+               progress: ProgressFn | None = None) -> ImportResult:
     """Convert a TUM RGB-D sequence folder into a scene at `dest` (see the module doc).
 
     Raises BadInput for a missing list, a malformed line, a listed file that does not
@@ -201,18 +200,16 @@ def import_tum(src: str | Path, dest: str | Path, *, link: bool = False, overwri
                             "outside the ground truth (or in a gap of it); they have no gt pose")
 
     with scene_writer(dest, overwrite=overwrite, link=link) as w:
-        bar = tqdm(total=len(pairs), desc="import tum", unit="frame", leave=False)
-        for t, (i, j) in enumerate(pairs):
-            rgb_path, depth_path = rgb_entries[i][1], depth_entries[j][1]
-            depth = read_image(depth_path)
-            w.check_frame(rgb_path, depth, depth_path)
-            w.add_rgb(t, rgb_path)
-            w.add_depth_file(t, depth_path)
-            bar.update(1)
-            if progress is not None and progress(t + 1, len(pairs)) is False:
-                bar.close()
-                raise ImportCancelled(f"{dest}: import cancelled; nothing written")
-        bar.close()
+        with bar(len(pairs), "import tum") as frames_bar:
+            for t, (i, j) in enumerate(pairs):
+                rgb_path, depth_path = rgb_entries[i][1], depth_entries[j][1]
+                depth = read_image(depth_path)
+                w.check_frame(rgb_path, depth, depth_path)
+                w.add_rgb(t, rgb_path)
+                w.add_depth_file(t, depth_path)
+                frames_bar.update(1)
+                check_progress(progress, t + 1, len(pairs),
+                               f"{dest}: import cancelled; nothing written")
         size = w.frame_size
         assert size is not None
         w.write_camera(CameraIntrinsics(size[0], size[1], fx, fy, cx, cy, TUM_DEPTH_SCALE))

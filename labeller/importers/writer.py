@@ -28,14 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from labeller.core.camera import CameraIntrinsics
-from labeller.core.errors import BadInput, LabellerError
+from labeller.core.errors import BadInput
 from labeller.core.fileio import atomic_dir, read_image, write_image
 from labeller.formats.scene import ScenePaths, scene_problems
 from labeller.formats.trajectory import Trajectory
-
-
-class ImportCancelled(LabellerError):
-    """The progress callback asked to stop; nothing was written."""
 
 
 @dataclass
