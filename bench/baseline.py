@@ -40,9 +40,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from labeller.baseline.data import images_to_features  # noqa: E402
-from labeller.baseline.knn import KNNClassifier, int8_mode, majority_vote, resolve_device  # noqa: E402
-from labeller.baseline.linear import LinearClassifier, search_hyperparameters  # noqa: E402
+from labeller.baseline.device import resolve_device  # noqa: E402
+from labeller.baseline.knn import KNNClassifier, majority_vote  # noqa: E402
+from labeller.baseline.knn_int8 import int8_mode  # noqa: E402
+from labeller.baseline.linear import LinearClassifier  # noqa: E402
+from labeller.baseline.preprocess import images_to_features  # noqa: E402
+from labeller.baseline.search import search_hyperparameters  # noqa: E402
 
 
 def cpu_name() -> str:

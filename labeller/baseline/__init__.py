@@ -1,14 +1,18 @@
 """Baselines that check a PROPS classification dataset: kNN, linear SVM and softmax.
 
-Modules: `data` (restricted unpickler, PROPS loader, preprocessing), `knn` (chunked
-distances, k-NN estimator, cross-validation), `linear` (losses with analytic
-gradients, torch.optim training, hyperparameter search), `report` (metrics, plots,
-table, checkpoints), `runner` (`BaselineConfig`, `run`: the `labeller baseline` stage).
+Modules: `config` (`BaselineConfig` and the names its fields take), `runner` (`run`:
+the `labeller baseline` stage), `data` (the PROPS loader), `preprocess` (subsets,
+validation split, features), `device` (`resolve_device`), `knn` (chunked distances,
+k-NN estimator, cross-validation), `knn_int8` (the exact int8 neighbour search),
+`losses` (SVM and softmax losses with analytic gradients), `linear` (the
+`torch.optim`-trained estimator), `search` (learning-rate / regularisation search),
+`report` (metrics, plots, table, checkpoints), `predict` (`--predict`).
 
 Importing this package is cheap: torch and matplotlib load only when used.
 """
 
-from labeller.baseline.runner import BaselineConfig, run
+from labeller.baseline.config import BaselineConfig
+from labeller.baseline.runner import run
 
 
 def format_table(report: dict) -> str:

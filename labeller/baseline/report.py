@@ -266,7 +266,7 @@ def predict_with_checkpoint(ck: dict, images: np.ndarray, device="cpu"):
     """
     import torch
 
-    from labeller.baseline.data import images_to_features
+    from labeller.baseline.preprocess import images_to_features
 
     X = images_to_features(images, ck["mean"].numpy(), device)
     if ck["bias"] == "trick":

@@ -12,106 +12,29 @@ report under `out`:
     optimizers_<model>.png   loss curves per optimiser (with compare_optimizers)
 
 This module imports only the standard library and numpy at import time, so the command
-line's `--help` stays fast; torch and matplotlib load inside `run`.
+line's `--help` stays fast; torch and matplotlib load inside `run`. The settings are
+`labeller.baseline.config.BaselineConfig`; `--predict` is `labeller.baseline.predict`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labeller.core.errors import BadInput
+from labeller.baseline.config import MODELS, BaselineConfig
+from labeller.core.errors import ConfigError
 
-MODELS = ("knn", "svm", "softmax")
-K_CHOICES = (1, 3, 5, 8, 10, 12, 15, 20, 50, 100)
+if TYPE_CHECKING:
+    import torch
 
+    from labeller.baseline.preprocess import Preprocessed
 
-@dataclass
-class BaselineConfig:
-    """Everything `run` needs. Paths may be str or Path; None means the default.
-
-    data_dir: the `Progress-Objects-Sample` folder or its parent. out: the report folder
-    (default: `baseline/` beside `Progress-Objects-Sample/`, i.e. DIR/baseline when DIR
-    is the parent). num_train / num_test: images in total (train counts training +
-    validation). k: fixed k for kNN (None: choose by `folds`-fold CV over k_choices).
-    lr / reg: fixed linear hyperparameters (both given: no search).
-    knn_train_eval: at most this many training images for kNN's training accuracy.
-    knn_method: 'float32' (GEMM on the preprocessed features, any device) or 'int8'
-    (exact integer distances on the raw pixels, CPU; same neighbours: the ranking does
-    not change under the common scale and shift of the preprocessing).
-    """
-
-    data_dir: str | os.PathLike
-    model: str = "all"
-    device: str = "auto"
-    out: str | os.PathLike | None = None
-    num_train: int | None = None
-    num_test: int | None = None
-    seed: int = 0
-    val_fraction: float = 0.2
-    # kNN
-    k: int | None = None
-    k_choices: tuple[int, ...] = K_CHOICES
-    folds: int = 5
-    knn_train_eval: int = 2000
-    knn_method: str = "float32"
-    # linear models
-    optimizer: str = "sgd"
-    search: str = "random"
-    search_budget: int = 12
-    search_iters: int = 500
-    lr: float | None = None
-    reg: float | None = None
-    reg_type: str = "l2"
-    bias: str = "trick"
-    num_iters: int = 1500
-    batch_size: int = 200
-    compare_optimizers: bool = False
-    # output
-    progress: bool = True
-    write_checkpoints: bool = True
-    extra: dict = field(default_factory=dict)
-
-    def models(self) -> list[str]:
-        if self.model == "all":
-            return list(MODELS)
-        names = [m.strip() for m in str(self.model).split(",") if m.strip()]
-        bad = [m for m in names if m not in MODELS]
-        if bad or not names:
-            raise BadInput("--model", f"'{self.model}' (expected knn, svm, softmax or all)")
-        return [m for m in MODELS if m in names]
-
-
-def _check_config(cfg: BaselineConfig) -> None:
-    from labeller.baseline.linear import BIAS_MODES, OPTIMIZERS, REG_TYPES
-
-    cfg.models()
-    checks = [
-        (cfg.optimizer in OPTIMIZERS, "--optimizer", f"'{cfg.optimizer}' (expected one of {', '.join(OPTIMIZERS)})"),
-        (cfg.search in ("grid", "random"), "--search", f"'{cfg.search}' (expected grid or random)"),
-        (cfg.reg_type in REG_TYPES, "--reg-type", f"'{cfg.reg_type}' (expected l2 or l1)"),
-        (cfg.bias in BIAS_MODES, "--bias", f"'{cfg.bias}' (expected trick or separate)"),
-        (cfg.num_iters >= 1, "--num-iters", f"must be at least 1 (got {cfg.num_iters})"),
-        (cfg.search_iters >= 1, "--search-iters", f"must be at least 1 (got {cfg.search_iters})"),
-        (cfg.search_budget >= 1, "--search-budget", f"must be at least 1 (got {cfg.search_budget})"),
-        (cfg.batch_size >= 1, "--batch-size", f"must be at least 1 (got {cfg.batch_size})"),
-        (cfg.k is None or cfg.k >= 1, "--k", f"must be at least 1 (got {cfg.k})"),
-        (cfg.folds >= 2, "--folds", f"must be at least 2 (got {cfg.folds})"),
-        (cfg.knn_method in ("float32", "int8"), "--knn-method", f"'{cfg.knn_method}' (expected float32 or int8)"),
-        (cfg.lr is None or (cfg.lr > 0 and math.isfinite(cfg.lr)), "--lr", f"must be a positive number (got {cfg.lr})"),
-        (cfg.reg is None or (cfg.reg >= 0 and math.isfinite(cfg.reg)), "--reg", f"must be >= 0 (got {cfg.reg})"),
-        (0.0 <= cfg.val_fraction < 1.0, "--val-fraction", f"must be in [0, 1) (got {cfg.val_fraction})"),
-    ]
-    for ok, where, problem in checks:
-        if not ok:
-            raise BadInput(where, problem)
-    if cfg.optimizer == "adamw" and cfg.reg_type != "l2":
-        raise BadInput("--optimizer", "adamw's decoupled weight decay is an L2 penalty; use --reg-type l2")
+__all__ = ["MODELS", "BaselineConfig", "default_out", "run"]
 
 
 def default_out(props_root: Path) -> Path:
@@ -120,15 +43,15 @@ def default_out(props_root: Path) -> Path:
     return props_root.parent / "baseline"
 
 
-def _check_out(out: Path, props_root: Path) -> None:
+def _check_out(cfg: BaselineConfig, out: Path, props_root: Path) -> None:
     try:
         inside = out.resolve().is_relative_to(props_root.resolve())
     except OSError:
         inside = False
     if inside:
-        raise BadInput("--out", f"{out} is inside {props_root} (the course loader reads every file there); choose another folder")
+        raise ConfigError(cfg, "out", f"{out} is inside {props_root} (the course loader reads every file there); choose another folder")
     if out.exists() and not out.is_dir():
-        raise BadInput("--out", f"{out} exists and is not a directory")
+        raise ConfigError(cfg, "out", f"{out} exists and is not a directory")
 
 
 def _eval(model_predict, X, y) -> tuple[float | None, np.ndarray]:
@@ -138,7 +61,8 @@ def _eval(model_predict, X, y) -> tuple[float | None, np.ndarray]:
     return float((pred == y.cpu().numpy()).mean()), pred
 
 
-def _run_knn(cfg, pp, dev, out: Path, class_names, report_cfg) -> dict:
+def _run_knn(cfg: BaselineConfig, pp: Preprocessed, dev: torch.device, out: Path,
+             class_names: list[str]) -> dict:
     import torch
 
     from labeller.baseline.knn import KNNClassifier, cross_validate_k
@@ -191,22 +115,20 @@ def _run_knn(cfg, pp, dev, out: Path, class_names, report_cfg) -> dict:
     return res
 
 
-def _compare_optimizers(cfg, name, pp, dev, reg, C, out: Path) -> dict:
+def _compare_optimizers(cfg: BaselineConfig, name: str, pp: Preprocessed, dev: torch.device,
+                        reg: float, C: int, out: Path) -> dict:
     """Each optimiser at its best of 4 learning rates (by mean loss over the last 10 %
     of iterations), with the chosen regularisation; plot the curves."""
     from labeller.baseline.linear import LR_RANGES, OPTIMIZERS, LinearClassifier
     from labeller.baseline.report import plot_optimizers
+    from labeller.core.progress import iter_bar
 
     curves = {}
     opts = OPTIMIZERS if cfg.reg_type == "l2" else tuple(o for o in OPTIMIZERS if o != "adamw")
-    it = opts
-    if cfg.progress:
-        from tqdm import tqdm
-
-        it = tqdm(opts, desc=f"{name}: comparing optimisers", unit="opt", leave=False)
-    for opt in it:
+    for opt in iter_bar(opts, f"{name}: comparing optimisers", "opt", enabled=cfg.progress):
         best = None
-        for lr in np.logspace(*np.log10(LR_RANGES[opt]), 4):
+        lr_lo, lr_hi = LR_RANGES[opt]
+        for lr in np.logspace(np.log10(lr_lo), np.log10(lr_hi), 4):
             m = LinearClassifier(loss=name, lr=float(lr), reg=reg, reg_type=cfg.reg_type, optimizer=opt,
                                  num_iters=cfg.num_iters, batch_size=cfg.batch_size, bias=cfg.bias,
                                  seed=cfg.seed, device=dev, num_classes=C).fit(pp.X_train, pp.y_train)
@@ -224,13 +146,9 @@ def _compare_optimizers(cfg, name, pp, dev, reg, C, out: Path) -> dict:
     return {o: {k: v for k, v in c.items() if k != "history"} for o, c in curves.items()}
 
 
-def _run_linear(name, cfg, pp, dev, out: Path, class_names, report_cfg) -> dict:
-    from labeller.baseline.linear import (
-        LR_RANGES,
-        REG_RANGE,
-        LinearClassifier,
-        search_hyperparameters,
-    )
+def _run_linear(name: str, cfg: BaselineConfig, pp: Preprocessed, dev: torch.device, out: Path,
+                class_names: list[str], report_cfg: dict) -> dict:
+    from labeller.baseline.linear import LR_RANGES, REG_RANGE, LinearClassifier
     from labeller.baseline.report import (
         confusion_matrix,
         per_class_accuracy,
@@ -238,16 +156,18 @@ def _run_linear(name, cfg, pp, dev, out: Path, class_names, report_cfg) -> dict:
         plot_loss,
         save_checkpoint,
     )
+    from labeller.baseline.search import search_hyperparameters
 
     t0 = time.perf_counter()
     C = len(class_names)
-    common = dict(reg_type=cfg.reg_type, batch_size=cfg.batch_size, bias=cfg.bias, device=dev, num_classes=C)
-    search = None
+    common: dict[str, Any] = dict(reg_type=cfg.reg_type, batch_size=cfg.batch_size, bias=cfg.bias, device=dev,
+                                  num_classes=C)
+    search: dict[str, Any] | None = None
     if cfg.lr is not None and cfg.reg is not None:
         lr, reg = cfg.lr, cfg.reg
     else:
         if pp.X_val.shape[0] == 0:
-            raise BadInput("--val-fraction", "the search needs a validation split; give --lr and --reg or a --val-fraction > 0")
+            raise ConfigError(cfg, "val_fraction", "the search needs a validation split; give --lr and --reg or a --val-fraction > 0")
         lr_range = (cfg.lr, cfg.lr) if cfg.lr is not None else LR_RANGES[cfg.optimizer]
         reg_range = (cfg.reg, cfg.reg) if cfg.reg is not None else REG_RANGE
         res = search_hyperparameters(
@@ -307,18 +227,19 @@ def _run_linear(name, cfg, pp, dev, out: Path, class_names, report_cfg) -> dict:
 
 def run(cfg: BaselineConfig) -> dict:
     """Run the baseline; write the report files; return the report dict (as written to
-    report.json). Raises BadInput for anything the user can fix."""
-    _check_config(cfg)
+    report.json). Raises BadInput (ConfigError for a setting) for anything the user can fix."""
+    cfg.check()
     import torch
 
-    from labeller.baseline.data import find_props_root, load_props, preprocess
-    from labeller.baseline.knn import resolve_device
+    from labeller.baseline.data import find_props_root, load_props
+    from labeller.baseline.device import resolve_device
+    from labeller.baseline.preprocess import preprocess
     from labeller.core.fileio import atomic_write_json
 
     dev = resolve_device(cfg.device)  # fails fast on --device cuda without a GPU
     root = find_props_root(cfg.data_dir)
     out = Path(cfg.out) if cfg.out is not None else default_out(root)
-    _check_out(out, root)
+    _check_out(cfg, out, root)
     ds = load_props(root)
     pp = preprocess(ds, cfg.num_train, cfg.num_test, cfg.val_fraction, cfg.seed, device=dev)
     out.mkdir(parents=True, exist_ok=True)
@@ -372,49 +293,9 @@ def run(cfg: BaselineConfig) -> dict:
     report: dict = {}
     for name in cfg.models():
         if name == "knn":
-            report["knn"] = _run_knn(cfg, pp, dev, out, class_names, report_cfg)
+            report["knn"] = _run_knn(cfg, pp, dev, out, class_names)
         else:
             report[name] = _run_linear(name, cfg, pp, dev, out, class_names, report_cfg)
     report["config"] = report_cfg
     atomic_write_json(out / "report.json", report)
     return report
-
-
-def predict_paths(checkpoint, paths, device: str = "cpu") -> list[dict]:
-    """Classify images (PNG/JPEG files, resized to 32×32 when needed) or the test split
-    of PROPS datasets with a linear checkpoint. Returns one dict per input:
-    {"path", "class", "label", "score"} for an image; {"path", "accuracy", "n",
-    "per_class_accuracy"} for a dataset."""
-    import cv2
-
-    from labeller.baseline.data import find_props_root, load_props
-    from labeller.baseline.knn import resolve_device
-    from labeller.baseline.report import (
-        confusion_matrix,
-        load_checkpoint,
-        per_class_accuracy,
-        predict_with_checkpoint,
-    )
-    from labeller.core.fileio import read_image
-
-    dev = resolve_device(device)
-    ck = load_checkpoint(checkpoint)
-    names = list(ck["class_names"])
-    results = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            ds = load_props(find_props_root(p), class_names=tuple(names))
-            pred, _ = predict_with_checkpoint(ck, ds.test_images, dev)
-            conf = confusion_matrix(ds.test_labels, pred, len(names))
-            results.append({"path": str(p), "n": int(len(pred)), "accuracy": float((pred == ds.test_labels).mean()),
-                            "per_class_accuracy": per_class_accuracy(conf, names)})
-            continue
-        img = read_image(p)
-        if img.ndim != 3 or img.dtype != np.uint8:
-            raise BadInput(p, f"expected an 8-bit RGB image (got shape {img.shape}, dtype {img.dtype})")
-        if img.shape[:2] != (32, 32):
-            img = cv2.resize(img, (32, 32), interpolation=cv2.INTER_AREA)
-        pred, scores = predict_with_checkpoint(ck, img[None], dev)
-        lab = int(pred[0])
-        results.append({"path": str(p), "label": lab, "class": names[lab], "score": float(scores[0, lab])})
-    return results

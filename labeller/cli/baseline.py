@@ -14,9 +14,12 @@ datasets with a saved linear model instead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
-from labeller.baseline.runner import MODELS, BaselineConfig, run  # noqa: F401 (re-exported)
+from labeller.baseline.config import BaselineConfig
+from labeller.cli.options import add_config_arguments, config_from_args
+from labeller.core.config import cli_option
 from labeller.core.errors import BadInput
 
 EXAMPLE = """\
@@ -28,48 +31,34 @@ examples:
   labeller baseline --predict datasets/out/props/baseline/softmax.pt crop1.png crop2.png
 """
 
-OPTIMIZER_CHOICES = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+# BaselineConfig.k_choices as one comma list on the command line (the CLI parses it).
+K_CHOICES_DEFAULT = ",".join(str(k) for k in BaselineConfig.k_choices)
 
 
-def format_table(report: dict) -> str:
-    """The short text table `labeller baseline` prints (one row per model)."""
-    from labeller.baseline.report import format_table as _fmt
-
-    return _fmt(report)
+def _add_fields(container: argparse.ArgumentParser | argparse._ArgumentGroup, *names: str) -> None:
+    """The options of the BaselineConfig fields `names`, in the dataclass's order."""
+    options = {f.name for f in dataclasses.fields(BaselineConfig) if cli_option(f) is not None}
+    unknown = set(names) - options
+    assert not unknown, unknown
+    add_config_arguments(container, BaselineConfig, exclude=options - set(names))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="DIR",
                    help="PROPS dataset (Progress-Objects-Sample or its parent); with --predict: "
                         "images and/or datasets to classify")
-    p.add_argument("--model", default="all", help="knn, svm, softmax, all, or a comma list (default: all)")
-    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda (default: auto)")
-    p.add_argument("--out", metavar="REPORT_DIR", help="report folder (default: baseline/ beside Progress-Objects-Sample/)")
-    p.add_argument("--num-train", type=int, metavar="N", help="use N training images in total (train + validation; stratified, seeded)")
-    p.add_argument("--num-test", type=int, metavar="N", help="use N test images (stratified, seeded)")
-    p.add_argument("--seed", type=int, default=0, help="seed for subsets, splits, folds, search and training (default: 0)")
-    p.add_argument("--val-fraction", type=float, default=0.2, help="held-out part of the training images for validation (default: 0.2)")
+    _add_fields(p, "model", "device", "out", "num_train", "num_test", "seed", "val_fraction")
     g = p.add_argument_group("kNN")
-    g.add_argument("--k", type=int, help="use this k instead of choosing it by cross-validation")
-    g.add_argument("--k-choices", default="1,3,5,8,10,12,15,20,50,100", help="k values cross-validation tries (default: %(default)s)")
-    g.add_argument("--folds", type=int, default=5, help="cross-validation folds (default: 5)")
-    g.add_argument("--knn-method", default="float32", choices=("float32", "int8"),
-                   help="distances by float32 GEMM (any device) or exactly in int8 on the raw pixels (CPU) (default: float32)")
+    _add_fields(g, "k")
+    g.add_argument("--k-choices", default=K_CHOICES_DEFAULT,
+                   help="k values cross-validation tries (default: %(default)s)")
+    _add_fields(g, "folds", "knn_method")
     g = p.add_argument_group("linear models (svm, softmax)")
-    g.add_argument("--optimizer", default="sgd", choices=OPTIMIZER_CHOICES, help="torch.optim optimiser (default: sgd)")
-    g.add_argument("--search", default="random", choices=("grid", "random"), help="learning-rate / regularisation search (default: random)")
-    g.add_argument("--search-budget", type=int, default=12, help="trials in the search (default: 12)")
-    g.add_argument("--search-iters", type=int, default=500, help="iterations per search trial (default: 500)")
-    g.add_argument("--lr", type=float, help="fix the learning rate (with --reg: no search)")
-    g.add_argument("--reg", type=float, help="fix the regularisation strength (with --lr: no search)")
-    g.add_argument("--reg-type", default="l2", choices=("l2", "l1"), help="penalty reg*sum(W^2) or reg*sum(|W|) (default: l2)")
-    g.add_argument("--bias", default="trick", choices=("trick", "separate"), help="bias trick (a constant-1 feature) or a separate b (default: trick)")
-    g.add_argument("--num-iters", type=int, default=1500, help="iterations of the final training (default: 1500)")
-    g.add_argument("--batch-size", type=int, default=200, help="minibatch size (default: 200)")
-    g.add_argument("--compare-optimizers", action="store_true", help="also write optimizers_<model>.png comparing every optimiser's loss curve")
+    _add_fields(g, "optimizer", "search", "search_budget", "search_iters", "lr", "reg", "reg_type",
+                "bias", "num_iters", "batch_size", "compare_optimizers")
     g = p.add_argument_group("prediction")
     g.add_argument("--predict", metavar="CHECKPOINT", help="classify the given images / datasets with a saved svm.pt or softmax.pt")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_fields(p, "progress")
     p.add_argument("--json", action="store_true", help="print the report (or predictions) as JSON instead of a table")
 
 
@@ -83,23 +72,19 @@ def _parse_k_choices(text: str) -> tuple[int, ...]:
     return ks
 
 
-def config_from_args(args: argparse.Namespace) -> BaselineConfig:
+def baseline_config(args: argparse.Namespace) -> BaselineConfig:
+    """The BaselineConfig of a parsed `labeller baseline DIR ...` (not --predict)."""
     if len(args.paths) != 1:
         raise BadInput("DIR", f"give exactly one dataset folder (got {len(args.paths)}; several paths only with --predict)")
-    return BaselineConfig(
-        data_dir=args.paths[0], model=args.model, device=args.device, out=args.out,
-        num_train=args.num_train, num_test=args.num_test, seed=args.seed, val_fraction=args.val_fraction,
-        k=args.k, k_choices=_parse_k_choices(args.k_choices), folds=args.folds, knn_method=args.knn_method,
-        optimizer=args.optimizer, search=args.search, search_budget=args.search_budget,
-        search_iters=args.search_iters, lr=args.lr, reg=args.reg, reg_type=args.reg_type, bias=args.bias,
-        num_iters=args.num_iters, batch_size=args.batch_size, compare_optimizers=args.compare_optimizers,
-        progress=not args.no_progress,
-    )
+    return config_from_args(BaselineConfig, args, data_dir=args.paths[0],
+                            k_choices=_parse_k_choices(args.k_choices))
 
 
 def main(args: argparse.Namespace) -> int:
+    from labeller.baseline import format_table, run
+
     if args.predict:
-        from labeller.baseline.runner import predict_paths
+        from labeller.baseline.predict import predict_paths
 
         results = predict_paths(args.predict, args.paths, args.device)
         if args.json:
@@ -111,7 +96,7 @@ def main(args: argparse.Namespace) -> int:
             else:
                 print(f"{r['path']}\t{r['class']}\t{r['score']:.3f}")
         return 0
-    report = run(config_from_args(args))
+    report = run(baseline_config(args))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

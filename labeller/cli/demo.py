@@ -13,6 +13,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
+
+from labeller.cli.options import add_config_arguments, config_from_args
+from labeller.core.config import option
+from labeller.core.errors import ConfigError
 
 EXAMPLE = """\
 example:
@@ -23,17 +28,28 @@ example:
 DEFAULT_OUT = Path("datasets") / "demo"
 
 
-@dataclass
+@dataclass(frozen=True)
 class DemoConfig:
-    out: Path = DEFAULT_OUT
-    scenes: int = 3
-    frames: int = 60
-    seed: int = 0
+    """The demo's settings; `log` is where its progress lines go (default: stdout)."""
+
+    out: Path = option(DEFAULT_OUT, help="where everything goes")
+    scenes: int = option(3, help="synthetic scenes, at least 3")
+    frames: int = option(60, help="frames per scene, at least 20")
+    seed: int = option(0, help="seed of the first scene (the next ones count up from it), "
+                               "of the export split and of the baseline")
     # Small enough for 3 scenes x 60 frames (passed explicitly, never padded).
-    train_per_class: int = 60
-    test_per_class: int = 15
-    baseline: bool = True
-    log: object = field(default=sys.stdout, repr=False)
+    train_per_class: int = option(60, help="crops per class in train")
+    test_per_class: int = option(15, help="crops per class in test")
+    baseline: bool = option(True, flag="--no-baseline", help="stop after the export")
+    log: TextIO = field(default=sys.stdout, repr=False)
+
+    def check(self) -> None:
+        """Raise ConfigError naming the first field that is out of range."""
+        if self.scenes < 3:
+            raise ConfigError(self, "scenes", "must be at least 3 (a held-out test scene and two "
+                                              f"to train on), got {self.scenes}")
+        if self.frames < 20:
+            raise ConfigError(self, "frames", f"must be at least 20, got {self.frames}")
 
 
 def _say(cfg: DemoConfig, msg: str) -> None:
@@ -138,9 +154,8 @@ def run(cfg: DemoConfig) -> dict:
     summary["contact_sheet"] = str(dataset / "contact_sheet.png")
 
     if cfg.baseline:
-        from labeller.baseline import format_table
-        from labeller.baseline.runner import BaselineConfig
-        from labeller.baseline.runner import run as baseline_run
+        from labeller.baseline import BaselineConfig, format_table
+        from labeller.baseline import run as baseline_run
 
         t0 = _step(cfg, "baseline (kNN, linear SVM, softmax)")
         rep = baseline_run(BaselineConfig(data_dir=dataset, model="all", device="auto",
@@ -158,26 +173,14 @@ def run(cfg: DemoConfig) -> dict:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where everything goes (default {DEFAULT_OUT})")
-    p.add_argument("--scenes", type=int, default=3, help="synthetic scenes (at least 3; default 3)")
-    p.add_argument("--frames", type=int, default=60, help="frames per scene (default 60)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train-per-class", type=int, default=60, help="crops per class in train (default 60)")
-    p.add_argument("--test-per-class", type=int, default=15, help="crops per class in test (default 15)")
-    p.add_argument("--no-baseline", action="store_true", help="stop after the export")
+    add_config_arguments(p, DemoConfig)
     p.add_argument("--fresh", action="store_true", help="delete --out first instead of reusing it")
 
 
 def main(args: argparse.Namespace) -> int:
-    from labeller.core.errors import BadInput
-
-    if args.scenes < 3:
-        raise BadInput("--scenes", f"must be at least 3 (a held-out test scene and two to train on), got {args.scenes}")
-    if args.frames < 20:
-        raise BadInput("--frames", f"must be at least 20, got {args.frames}")
-    if args.fresh and args.out.exists():
-        shutil.rmtree(args.out)
-    run(DemoConfig(out=args.out, scenes=args.scenes, frames=args.frames, seed=args.seed,
-                   train_per_class=args.train_per_class, test_per_class=args.test_per_class,
-                   baseline=not args.no_baseline))
+    cfg = config_from_args(DemoConfig, args)
+    cfg.check()
+    if args.fresh and cfg.out.exists():
+        shutil.rmtree(cfg.out)
+    run(cfg)
     return 0

@@ -1,31 +1,47 @@
 """The `labeller` console script: one subcommand per pipeline stage.
 
 Exit codes (docs/design.md): 0 success, 2 bad input (one-line message naming the file and
-the problem), 1 anything else.
+the problem; a bad setting names the option that sets it), 1 anything else, 130
+interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 import textwrap
+from types import ModuleType
 
-# (subcommand, module under pipelines/). A module that is not there yet is skipped, so
-# stages can land one at a time.
-STAGES: list[tuple[str, str]] = [
-    ("synth", "synth"),
-    ("info", "info"),
-    ("import", "importers"),
-    ("track", "track"),
-    ("gui", "gui_stage"),
-    ("propagate", "propagate"),
-    ("labels", "labels"),
-    ("export", "export"),
-    ("baseline", "baseline"),
-    ("demo", "demo"),
-]
+# Each subcommand module keeps its heavy imports (open3d, torch, Qt) inside its
+# functions, so importing them all here keeps `labeller --help` fast.
+from labeller.cli import (
+    baseline,
+    demo,
+    export,
+    gui_stage,
+    importers,
+    info,
+    labels,
+    propagate,
+    synth,
+    track,
+)
+
+# (subcommand, module): each module has a docstring (its first line is the summary),
+# `add_arguments(parser)`, `main(args) -> int` and optionally an `EXAMPLE` epilog.
+SUBCOMMANDS: tuple[tuple[str, ModuleType], ...] = (
+    ("synth", synth),
+    ("info", info),
+    ("import", importers),
+    ("track", track),
+    ("gui", gui_stage),
+    ("propagate", propagate),
+    ("labels", labels),
+    ("export", export),
+    ("baseline", baseline),
+    ("demo", demo),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,13 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in STAGES:
-        try:
-            module = importlib.import_module(f"labeller.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"labeller.cli.{module_name}":
-                continue
-            raise
+    for name, module in SUBCOMMANDS:
         doc = (module.__doc__ or "").strip()
         summary = doc.splitlines()[0] if doc else name
         p = sub.add_parser(

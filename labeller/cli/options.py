@@ -46,7 +46,8 @@ def _help(opt: CliOption, default: Any) -> str:
     return f"{opt.help} (default: {default})"
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_class: type, *,
+def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                         config_class: type, *,
                          exclude: typing.Collection[str] = ()) -> None:
     """Add an argument to `parser` for every field of `config_class` with a CliOption."""
     hints = typing.get_type_hints(config_class)
@@ -97,6 +98,7 @@ def config_from_args(config_class: type[C], args: argparse.Namespace, **override
     Sequence values are stored as tuples when the field's default is a tuple, so a frozen
     config stays hashable; a positional Path field gets a Path.
     """
+    assert dataclasses.is_dataclass(config_class)
     hints = typing.get_type_hints(config_class)
     kw: dict[str, Any] = {}
     for f in dataclasses.fields(config_class):
@@ -110,4 +112,4 @@ def config_from_args(config_class: type[C], args: argparse.Namespace, **override
             v = Path(v)
         kw[f.name] = v
     kw.update(overrides)
-    return config_class(**kw)  # type: ignore[call-arg]
+    return config_class(**kw)

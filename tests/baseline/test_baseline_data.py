@@ -14,9 +14,8 @@ from labeller.baseline.data import (
     find_props_root,
     load_pickle,
     load_props,
-    preprocess,
-    stratified_subset,
 )
+from labeller.baseline.preprocess import preprocess, stratified_subset
 from labeller.cli.main import main as cli_main
 from labeller.core.errors import BadInput, FormatError
 

@@ -9,11 +9,11 @@ import torch
 from labeller.baseline.knn import (
     KNNClassifier,
     cross_validate_k,
-    int8_available,
     knn_search,
     majority_vote,
     pairwise_sq_dists,
 )
+from labeller.baseline.knn_int8 import int8_available
 
 
 def _naive_predict(Xtr, ytr, Xte, k, C):
@@ -138,7 +138,7 @@ int8 = pytest.mark.skipif(not int8_available(), reason="torch's oneDNN int8 line
 
 @int8
 def test_int8_search_is_exact_with_ties_and_extremes():
-    from labeller.baseline.knn import Int8Index
+    from labeller.baseline.knn_int8 import Int8Index
 
     g = torch.Generator().manual_seed(0)
     X = torch.randint(0, 256, (700, 3072), dtype=torch.uint8, generator=g)
@@ -163,7 +163,7 @@ def test_int8_search_is_exact_with_ties_and_extremes():
 
 @int8
 def test_int8_fallback_and_estimator_agree_with_float(monkeypatch):
-    from labeller.baseline.knn import Int8Index
+    from labeller.baseline.knn_int8 import Int8Index
 
     g = torch.Generator().manual_seed(1)
     X = torch.randint(0, 256, (400, 3072), dtype=torch.uint8, generator=g)

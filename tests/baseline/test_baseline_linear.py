@@ -8,16 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from labeller.baseline.linear import (
-    OPTIMIZERS,
-    LinearClassifier,
-    linear_loss,
-    reference_loss,
-    search_hyperparameters,
-    search_space,
-    softmax_loss,
-    svm_loss,
-)
+from labeller.baseline.linear import OPTIMIZERS, LinearClassifier
+from labeller.baseline.losses import linear_loss, reference_loss, softmax_loss, svm_loss
+from labeller.baseline.search import search_hyperparameters, search_space
 from labeller.core.errors import BadInput
 
 LOSS_FNS = {"svm": svm_loss, "softmax": softmax_loss}

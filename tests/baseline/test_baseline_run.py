@@ -144,7 +144,7 @@ def test_real_props_crops(tmp_path):
 
 
 def test_knn_int8_method_gives_the_same_report(small_props, tmp_path):
-    from labeller.baseline.knn import int8_available
+    from labeller.baseline.knn_int8 import int8_available
 
     if not int8_available():
         pytest.skip("torch's oneDNN int8 linear op is not available here")
