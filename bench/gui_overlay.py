@@ -1,4 +1,4 @@
-"""Overlay updates per second while dragging one of 6 objects at 640x480 (issue 7: >= 20/s).
+"""Overlay updates per second while dragging one of 6 objects at 640x480 (target: >= 20/s).
 
 Measures, in one run, on a synthetic 640x480 scene with 6 objects (the YCB meshes, 16k
 triangles each, when ../shared/data/ycb_models is there; procedural stand-ins otherwise):

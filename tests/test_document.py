@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from labeller.annotate.document import DocumentModel, available_classes
+from labeller.annotate.class_models import available_classes
+from labeller.annotate.document import DocumentModel
 from labeller.core.errors import BadInput, ModelError, SceneError
 from labeller.core.fileio import sha256_file
 from labeller.core.poses import make_pose

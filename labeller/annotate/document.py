@@ -1,5 +1,8 @@
 """The annotation document as the GUI edits it: a Qt-free model views listen to.
 
+(Over 400 lines: one class whose state — document, listeners, dirty tracking, model
+cache, autosave — every method shares; the class lookup is `labeller.annotate.class_models`.)
+
 `DocumentModel` wraps one scene (`labeller.formats.scene.Scene`) and its
 `labeller.formats.annotations.AnnotationDocument`. It is the only place the GUI's edits land: every
 change goes through one of its methods (the GUI calls them from `QUndoCommand`s only), and
@@ -32,25 +35,18 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from labeller.annotate.class_models import ClassModel, available_classes
 from labeller.core.camera import CameraIntrinsics
 from labeller.core.classes import class_color
 from labeller.core.errors import BadInput, ModelError, SceneError
 from labeller.core.fileio import atomic_path, atomic_write_text
 from labeller.core.poses import pose_problem
 from labeller.formats.annotations import AnnotationDocument, ObjectAnnotation
-from labeller.formats.models import (
-    MESH_SUFFIXES,
-    ObjectModel,
-    find_class_model,
-    list_library_classes,
-    load_model,
-    resolve_model_path,
-)
+from labeller.formats.models import ObjectModel, find_class_model, load_model, resolve_model_path
 from labeller.formats.scene import Scene
 from labeller.formats.trajectory import Trajectory
 
@@ -67,48 +63,6 @@ EVENTS = (
 )
 
 Listener = Callable[..., None]
-
-
-@dataclass(frozen=True)
-class ClassModel:
-    """A class the user can add: its mesh file and the path stored in annotations.json."""
-
-    name: str
-    path: Path
-    stored: str
-    source: str  # "scene" or "library"
-
-
-def available_classes(scene_dir: str | os.PathLike | None,
-                      models_dir: str | os.PathLike | None) -> dict[str, ClassModel]:
-    """Every class with a model: the scene's `models/` first, then the `--models` library.
-
-    A scene's `models/<class>/...` folder or `models/<class>.ply` file, and a library
-    folder like `025_mug` (offered as `mug`), each give one class.
-    """
-    out: dict[str, ClassModel] = {}
-    if scene_dir is not None:
-        root = Path(scene_dir) / "models"
-        if root.is_dir():
-            for d in sorted(root.iterdir()):
-                if d.is_file() and d.suffix.lower() not in MESH_SUFFIXES:
-                    continue
-                name = d.stem if d.is_file() else d.name
-                try:
-                    path, stored = find_class_model(name, scene_dir, None)
-                except ModelError:
-                    continue
-                out[name] = ClassModel(name, path, stored, "scene")
-    if models_dir is not None:
-        for name in list_library_classes(models_dir):
-            if name in out:
-                continue
-            try:
-                path, stored = find_class_model(name, None, models_dir)
-            except ModelError:
-                continue
-            out[name] = ClassModel(name, path, stored, "library")
-    return out
 
 
 def _content(doc: AnnotationDocument) -> str:
@@ -529,4 +483,4 @@ class DocumentModel:
         return self.scene.paths.autosave
 
 
-__all__ = ["EVENTS", "ClassModel", "DocumentModel", "available_classes"]
+__all__ = ["EVENTS", "DocumentModel"]

@@ -34,7 +34,7 @@ def translate_in_camera(T_world_obj: np.ndarray, T_world_cam: np.ndarray,
 
 
 def rotate_in_camera(T_world_obj: np.ndarray, T_world_cam: np.ndarray,
-                     axis_cam: Sequence[float], angle_rad: float,
+                     axis_cam: Sequence[float] | np.ndarray, angle_rad: float,
                      centre_obj: np.ndarray) -> np.ndarray:
     """T_world_obj turned by `angle_rad` about `axis_cam` (a camera-frame direction)
     through the object's centre `centre_obj` (model frame, metres)."""

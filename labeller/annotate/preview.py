@@ -38,7 +38,8 @@ class Preview:
         self.row = {t: r for r, t in enumerate(self.frame_ids)}
 
     def flagged_frames(self) -> list[int]:
-        return [t for t, f in zip(self.frame_ids, self.flagged.any(1), strict=True) if f]
+        rows = np.flatnonzero(np.asarray(self.flagged).any(axis=1))
+        return [self.frame_ids[int(r)] for r in rows]
 
     def next_flagged(self, t: int, direction: int = 1) -> int | None:
         c = [f for f in self.flagged_frames() if (f - t) * direction > 0]

@@ -34,11 +34,10 @@ from labeller.geometry.depth_check import (
     MODEL_IN_FRONT,
     NO_DEPTH,
     OCCLUDED,
-    IcpSettings,
     ObjectMeasure,
     depth_normals,
-    icp_candidate,
 )
+from labeller.geometry.icp import IcpSettings, icp_candidate
 
 # Scoring settings: the defaults of `labeller propagate` (PropagateConfig).
 DELTA_M = 0.015
@@ -178,9 +177,9 @@ def _depth_points(scene: Scene, objects: Sequence[PosedObject], i: int, frames: 
     def cat(xs: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(xs) if xs else np.zeros((0, 3))
 
-    P_model, P_sens, N_sens = cat(P_model), cat(P_sens), cat(N_sens)
-    keep = _off_support_plane(P_model, P_sens)
-    return P_model, P_sens[keep], N_sens[keep], measures
+    P_model_all, P_sens_all, N_sens_all = cat(P_model), cat(P_sens), cat(N_sens)
+    keep = _off_support_plane(P_model_all, P_sens_all)
+    return P_model_all, P_sens_all[keep], N_sens_all[keep], measures
 
 
 # The supporting surface (table) is taken out of the sensor points when it holds at least
@@ -223,7 +222,7 @@ def _cloud_points(cloud_path: Path, model_path: Path, T_world_obj: np.ndarray):
     if not cloud_path.is_file():
         raise FormatError(cloud_path, "file not found: run tracking (it writes the fused "
                                       "cloud) or refine against the frame's depth")
-    pcd = o3d.io.read_point_cloud(str(cloud_path))
+    pcd = o3d.io.read_point_cloud(Path(cloud_path))
     pts = np.asarray(pcd.points, np.float64)
     if len(pts) == 0:
         raise FormatError(cloud_path, "no points in the fused cloud")
@@ -325,16 +324,16 @@ def _point_to_point(P_model: np.ndarray, P_sensor: np.ndarray, symmetry_axis
     `icp_candidate`. Returns (T_fix | None, moved_m, turned_deg, reason)."""
     import open3d as o3d
 
-    from labeller.geometry.depth_check import _stride_pick, single_thread, without_twist
+    from labeller.geometry.icp import single_thread, stride_pick, without_twist
 
     s = REFINE_ICP
     if len(P_model) < s.min_points or len(P_sensor) < s.min_points:
         return None, float("nan"), float("nan"), "too few points"
     reg = o3d.pipelines.registration
     src = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(
-        P_model[_stride_pick(len(P_model), s.max_model_points)]))
+        P_model[stride_pick(len(P_model), s.max_model_points)]))
     tgt = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(
-        P_sensor[_stride_pick(len(P_sensor), s.max_sensor_points)]))
+        P_sensor[stride_pick(len(P_sensor), s.max_sensor_points)]))
     T_fix = np.eye(4)
     with single_thread():
         for d in P2P_STAGES_M:

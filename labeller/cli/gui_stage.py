@@ -18,8 +18,8 @@ example:
   labeller synth /tmp/scene --frames 60 --seed 1
   labeller gui /tmp/scene --models ../shared/data/ycb_models
 
-  # a real window on a headless machine, screenshot and quit:
-  LABELLER_GUI_SCREENSHOT=/tmp/gui.png xvfb-run -a labeller gui /tmp/scene
+  # a real window on a machine without a screen:
+  xvfb-run -a labeller gui /tmp/scene
 
 Keys: arrows / PgUp / PgDn nudge the selected object along the camera axes (Shift: coarse),
 I/K J/L U/O turn it, P then click places it on the clicked depth, M toggles a keyframe,
@@ -65,7 +65,9 @@ def main(args: argparse.Namespace) -> int:
 
     if args.models is not None and not Path(args.models).is_dir():
         raise BadInput(args.models, "models library not found (not a directory)")
-    if (problem := _display_problem()) is not None:
+    from labeller.gui.qt_version import pyside6_problem
+
+    if (problem := pyside6_problem() or _display_problem()) is not None:
         raise BadInput(*problem)
     from labeller.gui.app import run_app
 

@@ -9,6 +9,7 @@ drag, or of a burst of key nudges on one object, merge into one undo step throug
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 from PySide6.QtGui import QUndoCommand
@@ -27,17 +28,20 @@ class SetPoseCommand(QUndoCommand):
 
     merge_key: None (never merges), ("drag", serial) (all moves of one drag merge), or
     ("nudge",) (nudges on the same object merge while they come in a burst).
+    clock: seconds (monotonic) when the command is made; it decides whether two nudges
+    are one burst (tests pass their own).
     """
 
     def __init__(self, model: DocumentModel, obj_id: int, T_old: np.ndarray, T_new: np.ndarray,
-                 text: str = "Move object", merge_key: tuple | None = None):
+                 text: str = "Move object", merge_key: tuple | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         super().__init__(text)
         self.model = model
         self.obj_id = obj_id
         self.T_old = np.array(T_old, dtype=np.float64)
         self.T_new = np.array(T_new, dtype=np.float64)
         self.merge_key = merge_key
-        self.t_last = time.monotonic()
+        self.t_last = clock()
 
     def id(self) -> int:  # noqa: A003 - Qt's name
         return SET_POSE_ID if self.merge_key is not None else -1

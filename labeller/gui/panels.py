@@ -4,6 +4,8 @@ the main window turns that into undo commands."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
@@ -62,7 +64,7 @@ class ObjectsPanel(QWidget):
         lay.addLayout(row)
         op_row = QHBoxLayout()
         op_row.addWidget(QLabel("Opacity"))
-        self.opacity = QSlider(Qt.Horizontal)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(45)
         op_row.addWidget(self.opacity, 1)
@@ -106,9 +108,10 @@ class ObjectsPanel(QWidget):
                 err = self.model.model_error(o.id)
                 text = f"#{o.id}  {o.class_name}" + ("   (model not loaded)" if err else "")
                 it = QListWidgetItem(colour_icon(self.model.class_color(o.class_name)), text)
-                it.setData(Qt.UserRole, o.id)
-                it.setFlags(it.flags() | Qt.ItemIsUserCheckable)
-                it.setCheckState(Qt.Checked if self.model.is_visible(o.id) else Qt.Unchecked)
+                it.setData(Qt.ItemDataRole.UserRole, o.id)
+                it.setFlags(it.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                it.setCheckState(Qt.CheckState.Checked if self.model.is_visible(o.id)
+                                 else Qt.CheckState.Unchecked)
                 if err:
                     it.setToolTip(err)
                     it.setForeground(QColor(200, 60, 60))
@@ -120,7 +123,7 @@ class ObjectsPanel(QWidget):
 
     def selected_id(self) -> int | None:
         it = self.list.currentItem()
-        return None if it is None else int(it.data(Qt.UserRole))
+        return None if it is None else int(it.data(Qt.ItemDataRole.UserRole))
 
     def show_selection(self, obj_id: int | None) -> None:
         self._updating = True
@@ -129,7 +132,7 @@ class ObjectsPanel(QWidget):
                 self.list.setCurrentRow(-1)
             for i in range(self.list.count()):
                 it = self.list.item(i)
-                if int(it.data(Qt.UserRole)) == obj_id:
+                if int(it.data(Qt.ItemDataRole.UserRole)) == obj_id:
                     self.list.setCurrentItem(it)
         finally:
             self._updating = False
@@ -147,12 +150,13 @@ class ObjectsPanel(QWidget):
 
     def _current_changed(self, cur, _prev) -> None:
         if not self._updating:
-            self.selectionRequested.emit(None if cur is None else int(cur.data(Qt.UserRole)))
+            self.selectionRequested.emit(
+                None if cur is None else int(cur.data(Qt.ItemDataRole.UserRole)))
 
     def _item_changed(self, item: QListWidgetItem) -> None:
         if not self._updating:
-            self.visibilityRequested.emit(int(item.data(Qt.UserRole)),
-                                          item.checkState() == Qt.Checked)
+            self.visibilityRequested.emit(int(item.data(Qt.ItemDataRole.UserRole)),
+                                          item.checkState() == Qt.CheckState.Checked)
 
 
 class PoseEditor(QGroupBox):
@@ -168,7 +172,7 @@ class PoseEditor(QGroupBox):
         super().__init__("Pose (world frame)", parent)
         self.model: DocumentModel | None = None
         self.obj_id: int | None = None
-        self._unsub = None
+        self._unsub: Callable[[], None] | None = None
         form = QFormLayout(self)
         self.fields: dict[str, QDoubleSpinBox] = {}
         for key, label, rng, dec, suffix in (

@@ -25,30 +25,31 @@ from PySide6.QtWidgets import (
 
 # Key -> (camera axis index, sign) for nudges and rotations (see docs/gui.md).
 TRANSLATE_KEYS = {
-    Qt.Key_Left: (0, -1), Qt.Key_Right: (0, +1),
-    Qt.Key_Up: (1, -1), Qt.Key_Down: (1, +1),
-    Qt.Key_PageDown: (2, -1), Qt.Key_PageUp: (2, +1),
+    Qt.Key.Key_Left: (0, -1), Qt.Key.Key_Right: (0, +1),
+    Qt.Key.Key_Up: (1, -1), Qt.Key.Key_Down: (1, +1),
+    Qt.Key.Key_PageDown: (2, -1), Qt.Key.Key_PageUp: (2, +1),
 }
 ROTATE_KEYS = {
-    Qt.Key_I: (0, -1), Qt.Key_K: (0, +1),
-    Qt.Key_J: (1, -1), Qt.Key_L: (1, +1),
-    Qt.Key_U: (2, -1), Qt.Key_O: (2, +1),
+    Qt.Key.Key_I: (0, -1), Qt.Key.Key_K: (0, +1),
+    Qt.Key.Key_J: (1, -1), Qt.Key.Key_L: (1, +1),
+    Qt.Key.Key_U: (2, -1), Qt.Key.Key_O: (2, +1),
 }
 ZOOM_PER_NOTCH = 1.15
+PAN_BUTTONS = (Qt.MouseButton.MiddleButton, Qt.MouseButton.RightButton)
 
 
 def qimage_rgb(rgb: np.ndarray) -> QImage:
     """A QImage owning a copy of an (H, W, 3) uint8 RGB array."""
     a = np.ascontiguousarray(rgb)
     h, w = a.shape[:2]
-    return QImage(a.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+    return QImage(a.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
 def qimage_rgba(rgba: np.ndarray) -> QImage:
     """A QImage owning a copy of an (H, W, 4) uint8 straight-alpha RGBA array."""
     a = np.ascontiguousarray(rgba)
     h, w = a.shape[:2]
-    return QImage(a.data, w, h, 4 * w, QImage.Format_RGBA8888).copy()
+    return QImage(a.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
 
 
 class FrameView(QGraphicsView):
@@ -67,7 +68,7 @@ class FrameView(QGraphicsView):
     depthWheel = Signal(object, float)  # (view, notches; > 0 = away from the camera)
     placeRequested = Signal(object, int, int)  # (view, u, v)
     nudge = Signal(object, int, int, bool)  # (view, axis, sign, coarse)
-    rotate = Signal(object, int, int, bool)  # (view, axis, sign, coarse)
+    turn = Signal(object, int, int, bool)  # (view, axis, sign, coarse)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -79,8 +80,8 @@ class FrameView(QGraphicsView):
         self._bg = QGraphicsPixmapItem()
         self._ov = QGraphicsPixmapItem()
         self._ov.setZValue(1)
-        self._bg.setTransformationMode(Qt.FastTransformation)
-        self._ov.setTransformationMode(Qt.FastTransformation)
+        self._bg.setTransformationMode(Qt.TransformationMode.FastTransformation)
+        self._ov.setTransformationMode(Qt.TransformationMode.FastTransformation)
         self._scene.addItem(self._bg)
         self._scene.addItem(self._ov)
         self._note = QGraphicsSimpleTextItem()
@@ -99,12 +100,12 @@ class FrameView(QGraphicsView):
         self._drag: tuple[str, QPointF] | None = None
         self._pan: QPointF | None = None
         self.setBackgroundBrush(QBrush(QColor(40, 40, 40)))
-        self.setRenderHint(QPainter.SmoothPixmapTransform, False)
-        self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
-        self.setResizeAnchor(QGraphicsView.AnchorViewCenter)
-        self.setFocusPolicy(Qt.StrongFocus)
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMouseTracking(False)
-        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(320, 240)
         self.shown_gen = 0
 
@@ -158,7 +159,7 @@ class FrameView(QGraphicsView):
     # -- zoom and pan ---------------------------------------------------------------------
     def fit(self) -> None:
         if self._image_size is not None:
-            self.fitInView(self._scene.sceneRect(), Qt.KeepAspectRatio)
+            self.fitInView(self._scene.sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
         self._auto_fit = True
 
     def zoom(self, factor: float) -> None:
@@ -173,7 +174,7 @@ class FrameView(QGraphicsView):
     def wheelEvent(self, event) -> None:  # noqa: N802
         delta = event.angleDelta().y() or event.angleDelta().x()
         notches = delta / 120.0
-        if self._drag is not None or event.modifiers() & Qt.ShiftModifier:
+        if self._drag is not None or event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
             if self.selected is not None:
                 self.depthWheel.emit(self, notches)
             event.accept()
@@ -184,12 +185,12 @@ class FrameView(QGraphicsView):
     # -- mouse ----------------------------------------------------------------------------
     def mousePressEvent(self, event) -> None:  # noqa: N802
         self.setFocus()
-        if event.button() in (Qt.MiddleButton, Qt.RightButton):
+        if event.button() in PAN_BUTTONS:
             self._pan = event.position()
-            self.setCursor(Qt.ClosedHandCursor)
+            self.setCursor(Qt.CursorShape.ClosedHandCursor)
             event.accept()
             return
-        if event.button() != Qt.LeftButton:
+        if event.button() != Qt.MouseButton.LeftButton:
             return super().mousePressEvent(event)
         u, v = self.pixel_at(event.position())
         if self.place_mode:
@@ -200,7 +201,8 @@ class FrameView(QGraphicsView):
         if hit != self.selected:
             self.picked.emit(self, hit)
         if hit and hit == self.selected:
-            kind = "rotate" if event.modifiers() & Qt.ControlModifier else "translate"
+            ctrl = event.modifiers() & Qt.KeyboardModifier.ControlModifier
+            kind = "rotate" if ctrl else "translate"
             self._drag = (kind, self.mapToScene(event.position().toPoint()))
             self.dragStarted.emit(self, kind)
         event.accept()
@@ -223,12 +225,12 @@ class FrameView(QGraphicsView):
         super().mouseMoveEvent(event)
 
     def mouseReleaseEvent(self, event) -> None:  # noqa: N802
-        if self._pan is not None and event.button() in (Qt.MiddleButton, Qt.RightButton):
+        if self._pan is not None and event.button() in PAN_BUTTONS:
             self._pan = None
             self.unsetCursor()
             event.accept()
             return
-        if self._drag is not None and event.button() == Qt.LeftButton:
+        if self._drag is not None and event.button() == Qt.MouseButton.LeftButton:
             p = self.mapToScene(event.position().toPoint())
             d = p - self._drag[1]
             self.dragMoved.emit(self, d.x(), d.y())
@@ -246,9 +248,10 @@ class FrameView(QGraphicsView):
     def keyPressEvent(self, event) -> None:  # noqa: N802
         key = event.key()
         mods = event.modifiers()
-        if mods & (Qt.ControlModifier | Qt.AltModifier | Qt.MetaModifier):
+        if mods & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier
+                   | Qt.KeyboardModifier.MetaModifier):
             return super().keyPressEvent(event)
-        coarse = bool(mods & Qt.ShiftModifier)
+        coarse = bool(mods & Qt.KeyboardModifier.ShiftModifier)
         if key in TRANSLATE_KEYS:
             axis, sign = TRANSLATE_KEYS[key]
             self.nudge.emit(self, axis, sign, coarse)
@@ -256,7 +259,7 @@ class FrameView(QGraphicsView):
             return
         if key in ROTATE_KEYS:
             axis, sign = ROTATE_KEYS[key]
-            self.rotate.emit(self, axis, sign, coarse)
+            self.turn.emit(self, axis, sign, coarse)
             event.accept()
             return
         super().keyPressEvent(event)
@@ -279,7 +282,7 @@ class Timeline(QWidget):
         self.flagged: list[int] = []  # propagation preview: frames with a flagged object
         self.setMinimumHeight(34)
         self.setMaximumHeight(40)
-        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip("Timeline: click or drag to change frame; "
                         "markers are keyframes, red = no camera pose")
 
@@ -328,7 +331,7 @@ class Timeline(QWidget):
             x = self._x(k)
             col = QColor(255, 210, 0) if k in sel else QColor(200, 200, 200)
             p.setBrush(col)
-            p.setPen(Qt.NoPen)
+            p.setPen(Qt.PenStyle.NoPen)
             p.drawPolygon(QPolygonF([QPointF(x - 5, 2), QPointF(x + 5, 2), QPointF(x, h * 0.42)]))
         x = self._x(self.current)
         p.setPen(QPen(QColor(80, 200, 255), 2))
@@ -340,5 +343,5 @@ class Timeline(QWidget):
             self.frameRequested.emit(self._frame_at(event.position().x()))
 
     def mouseMoveEvent(self, event) -> None:  # noqa: N802
-        if self.n_frames and event.buttons() & Qt.LeftButton:
+        if self.n_frames and event.buttons() & Qt.MouseButton.LeftButton:
             self.frameRequested.emit(self._frame_at(event.position().x()))

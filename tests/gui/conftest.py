@@ -94,7 +94,7 @@ def make_window(qtbot, dialogs, monkeypatch, tmp_path):
 
     yield make
     for w in windows:
-        w._close_scene()
+        w.close_scene()
 
 
 def wait_render(qtbot, window, timeout: int = 10000) -> None:

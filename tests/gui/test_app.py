@@ -20,6 +20,7 @@ from labeller.formats.models import load_model
 from labeller.formats.scene import Scene
 from labeller.geometry.overlay import model_centre
 from labeller.geometry.render import ObjectRenderer
+from labeller.gui import scene_files, tracking
 from tests.gui.conftest import wait_render
 
 
@@ -257,7 +258,7 @@ def test_click_to_place_lands_on_the_ground_truth_surface(qtbot, make_window, sc
     T_off = np.array(o.T_world_obj)
     T_off[:3, 3] += np.array([0.03, -0.02, 0.035])
     w.select(o.id)
-    w.push_pose(o.id, T_off, "test offset")
+    w.editor.push_pose(o.id, T_off, "test offset")
     wait_render(qtbot, w)
     qtbot.keyClick(w, Qt.Key_P)
     assert w.view.place_mode
@@ -371,7 +372,7 @@ def test_close_with_unsaved_changes_asks(qtbot, make_window, scene_copy, dialogs
     assert w.open_scene(scene)
     obj = w.model.object_ids[0]
     w.select(obj)
-    w.nudge(0, +1)
+    w.editor.nudge(0, +1)
     assert w.isWindowModified()
     dialogs.answer = QMessageBox.Cancel
     w.close()
@@ -395,7 +396,7 @@ def test_close_discard_leaves_file_alone(qtbot, make_window, scene_copy, dialogs
     w = make_window()
     assert w.open_scene(scene)
     w.select(w.model.object_ids[0])
-    w.nudge(1, -1, coarse=True)
+    w.editor.nudge(1, -1, coarse=True)
     dialogs.answer = QMessageBox.Discard
     w.close()
     assert not w.isVisible()
@@ -406,7 +407,7 @@ def test_clean_document_closes_without_asking(qtbot, make_window, scene_copy, di
     w = make_window()
     assert w.open_scene(scene_copy())
     w.select(w.model.object_ids[0])
-    w.nudge(0, +1)
+    w.editor.nudge(0, +1)
     w.undo_stack.undo()  # back to the saved state
     w.close()
     assert not w.isVisible()
@@ -417,90 +418,70 @@ def test_recent_scenes_are_remembered(qtbot, make_window, scene_copy):
     a, b = scene_copy(name="a"), scene_copy(name="b")
     w = make_window()
     assert w.open_scene(a) and w.open_scene(b)
-    assert w._recent()[:2] == [str(b.resolve()), str(a.resolve())]
-    w._fill_recent()
+    assert scene_files.recent_scenes()[:2] == [str(b.resolve()), str(a.resolve())]
+    w.recent_menu.aboutToShow.emit()
     assert [x.text() for x in w.recent_menu.actions()][:2] == [str(b.resolve()),
                                                                str(a.resolve())]
 
 
 def test_missing_trajectory_banner_runs_tracking_in_background(qtbot, make_window, scene_copy,
                                                               monkeypatch):
-    """With a tracking stage present, the banner's action runs it on a worker thread with
-    progress; the trajectory it writes is picked up and the objects drawn."""
+    """The banner's action runs the tracking stage on a worker thread with progress; the
+    trajectory it writes is picked up and the objects drawn."""
     import shutil
-    import sys
     import threading
-    import types
 
     scene = scene_copy(annotations=False, trajectory=False)
     calls = []
 
-    def fake_run(cfg, progress=None):
-        calls.append((cfg.scene, threading.current_thread() is threading.main_thread()))
+    def fake_track(scene_dir, progress):
+        calls.append((scene_dir, threading.current_thread() is threading.main_thread()))
         for i in range(1, 11):
-            if progress is not None and progress(i, 10) is False:
+            if progress(i, 10) is False:
                 raise RuntimeError("cancelled")
-        shutil.copyfile(cfg.scene / "gt" / "trajectory.txt", cfg.scene / "trajectory.txt")
+        shutil.copyfile(scene_dir / "gt" / "trajectory.txt", scene_dir / "trajectory.txt")
         return "ok"
 
-    fake = types.ModuleType("labeller.track")
-    fake.TrackConfig = lambda scene: types.SimpleNamespace(scene=scene)
-    fake.run = fake_run
-    monkeypatch.setitem(sys.modules, "labeller.track", fake)
+    monkeypatch.setattr(tracking, "track_scene", fake_track)
     w = make_window()
     assert w.open_scene(scene)
     assert w.banner.isVisible() and "no camera trajectory" in w.banner.label.text()
-    assert w.add_object("mug") is None  # nowhere to put it yet
+    assert w.editor.add_object("mug") is None  # nowhere to put it yet
     qtbot.mouseClick(w.banner.action, Qt.LeftButton)
     qtbot.waitUntil(lambda: w.model.has_trajectory, timeout=10000)
     assert calls == [(scene, False)]  # not on the UI thread
     assert not w.banner.isVisible()
     assert w.banner.progress.value() == 10
-    assert w.add_object("mug") == 1
+    assert w.editor.add_object("mug") == 1
     wait_render(qtbot, w)
     assert 1 in _objects_drawn(w)
 
 
 def test_tracking_can_be_cancelled(qtbot, make_window, scene_copy, monkeypatch):
-    import sys
     import threading
-    import types
+
+    from labeller.core.progress import check_progress
 
     scene = scene_copy(trajectory=False, annotations=False)
     started = threading.Event()
 
-    def slow_run(cfg, progress=None):
+    def slow_track(scene_dir, progress):
         i = 0
         while True:
             i += 1
             started.set()
-            if progress(i, 1000) is False:
-                raise RuntimeError("stopped")  # whatever the stage raises when cancelled
+            check_progress(progress, i, 1000)  # raises Cancelled, as the stages do
             threading.Event().wait(0.01)
 
-    fake = types.ModuleType("labeller.track")
-    fake.TrackConfig = lambda scene: types.SimpleNamespace(scene=scene)
-    fake.run = slow_run
-    monkeypatch.setitem(sys.modules, "labeller.track", fake)
+    monkeypatch.setattr(tracking, "track_scene", slow_track)
     w = make_window()
     assert w.open_scene(scene)
-    assert w.start_tracking()
+    assert w.tracker.start()
     assert started.wait(5)
     qtbot.mouseClick(w.banner.cancel, Qt.LeftButton)
     qtbot.waitUntil(lambda: "cancelled" in w.banner.label.text(), timeout=10000)
     assert not w.model.has_trajectory
     assert not (scene / "trajectory.txt").exists()
-
-
-def test_missing_tracking_stage_is_reported_in_the_banner(qtbot, make_window, scene_copy,
-                                                          monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "labeller.track", None)  # import fails
-    w = make_window()
-    assert w.open_scene(scene_copy(trajectory=False))
-    assert not w.start_tracking()
-    assert "not available" in w.banner.label.text() or "cannot start" in w.banner.label.text()
 
 
 def test_banner_runs_the_real_tracking_stage(qtbot, make_window, tmp_path):
@@ -514,15 +495,15 @@ def test_banner_runs_the_real_tracking_stage(qtbot, make_window, tmp_path):
     assert w.banner.isVisible() and w.banner.action.isVisible()
     seen = []
     qtbot.mouseClick(w.banner.action, Qt.LeftButton)
-    assert w.track_task is not None
-    w.track_task.progress.connect(lambda d, t: seen.append((d, t)))
+    assert w.tracker.task is not None
+    w.tracker.task.progress.connect(lambda d, t: seen.append((d, t)))
     qtbot.waitUntil(lambda: w.model.has_trajectory or "failed" in w.banner.label.text(),
                     timeout=120000)
     assert w.model.has_trajectory, w.banner.label.text()
     assert seen and seen[-1][0] == seen[-1][1]
     assert not w.banner.isVisible()
     assert (scene / "trajectory.txt").is_file()
-    assert w.add_object("mug") == 1
+    assert w.editor.add_object("mug") == 1
     wait_render(qtbot, w)
     assert 1 in _objects_drawn(w)
 
@@ -548,7 +529,7 @@ def test_rendering_runs_off_the_ui_thread_and_drops_stale_requests(qtbot, make_w
     n0 = w.service.completed
     t0 = time.perf_counter()
     for _ in range(20):
-        w.nudge(0, +1)  # each asks for a render; the UI does not wait for any
+        w.editor.nudge(0, +1)  # each asks for a render; the UI does not wait for any
     ui_s = time.perf_counter() - t0
     assert ui_s < 0.05 * 20 / 2, ui_s  # far less than 20 slow renders
     wait_render(qtbot, w)

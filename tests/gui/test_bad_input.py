@@ -53,7 +53,7 @@ def test_model_that_fails_to_load_is_refused_with_a_message(qtbot, make_window, 
     (scene / "models" / "mug" / "mug.ply").write_bytes(b"ply\nthis is not a mesh\n")
     w = make_window()
     assert w.open_scene(scene)
-    assert w.add_object("mug") is None
+    assert w.editor.add_object("mug") is None
     assert dialogs.kinds() == ["warning"]
     assert "mug.ply" in dialogs.calls[0][2]
     assert w.model.object_ids == [] and w.undo_stack.count() == 0
@@ -65,7 +65,7 @@ def test_model_that_fails_to_load_is_refused_with_a_message(qtbot, make_window, 
     mesh = o3d.io.read_triangle_mesh(str(ply))
     mesh.scale(1000.0, center=(0, 0, 0))
     o3d.io.write_triangle_mesh(str(ply), mesh)
-    assert w.add_object("cracker_box") is None
+    assert w.editor.add_object("cracker_box") is None
     assert "metres" in dialogs.calls[-1][2]
 
 
@@ -86,7 +86,7 @@ def test_annotations_whose_model_is_missing_open_and_keep_the_object(qtbot, make
     assert "model not loaded" in w.panel.list.item(0).text()
     # saving keeps it
     w.select(doc.objects[1].id)
-    w.nudge(0, +1)
+    w.editor.nudge(0, +1)
     assert w.save()
     again = AnnotationDocument.read(scene / "annotations.json")
     assert np.array_equal(again.object(victim.id).T_world_obj, victim.T_world_obj)
@@ -108,7 +108,7 @@ def test_corrupt_annotations_message_and_nothing_overwritten(qtbot, make_window,
     # work done after such an opening is saved, and the unreadable file is kept aside
     w2 = make_window()
     assert w2.open_scene(scene)
-    assert w2.add_object("mug") is not None
+    assert w2.editor.add_object("mug") is not None
     assert w2.save()
     kept = list(scene.glob("annotations.unreadable-*.json"))
     assert len(kept) == 1 and kept[0].read_bytes() == bad
@@ -124,7 +124,7 @@ def test_failed_save_shows_error_and_keeps_previous_file(qtbot, make_window, sce
     w = make_window()
     assert w.open_scene(scene)
     w.select(w.model.object_ids[0])
-    w.nudge(2, +1, coarse=True)
+    w.editor.nudge(2, +1, coarse=True)
 
     def no_space(src, dst):
         raise OSError(28, "No space left on device")
@@ -149,7 +149,7 @@ def test_save_refuses_when_trajectory_changed_on_disk(qtbot, make_window, scene_
     w = make_window()
     assert w.open_scene(scene)
     w.select(w.model.object_ids[0])
-    w.nudge(0, -1)
+    w.editor.nudge(0, -1)
     traj = scene / "trajectory.txt"
     traj.write_text(traj.read_text().replace("\n1 ", "\n#1 ", 1))  # drop a frame's pose
     assert not w.save()
@@ -199,3 +199,19 @@ def test_cli_missing_x11_libraries_exit_2_naming_the_packages(monkeypatch, tmp_p
     rc = cli_main(["gui", str(tmp_path)])
     assert rc == 2
     assert "install libxcb-icccm4" in capsys.readouterr().err
+
+
+def test_cli_refuses_pyside6_6_12_0_naming_the_fix(monkeypatch, tmp_path, capsys):
+    import PySide6
+
+    monkeypatch.setattr(PySide6, "__version__", "6.12.0")
+    rc = cli_main(["gui", str(tmp_path)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one line
+    assert err.startswith("labeller gui: error: PySide6 6.12.0: ")
+    assert "pip install 'PySide6-Essentials!=6.12.0'" in err
+    monkeypatch.setattr(PySide6, "__version__", "6.11.3")
+    from labeller.gui.qt_version import pyside6_problem
+
+    assert pyside6_problem() is None

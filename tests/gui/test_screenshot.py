@@ -35,17 +35,17 @@ def test_screenshot_main_window_with_overlays(qtbot, make_window, tmp_path):
     assert w.open_scene(scene)
     ids = w.model.object_ids
     w.set_frame(1)
-    w.toggle_keyframe()
+    w.editor.toggle_keyframe()
     # the selected object mid-edit: moved 3 cm right and 2 cm up, turned 10 degrees, so
     # its silhouette stands apart from the real object
     sel = next(o.id for o in w.model.objects() if o.class_name == "cracker_box")
     w.select(sel)
     for _ in range(3):
-        w.nudge(0, +1, coarse=True)
+        w.editor.nudge(0, +1, coarse=True)
     for _ in range(2):
-        w.nudge(1, -1, coarse=True)
-    w.rotate_step(2, +1, coarse=True)
-    w.rotate_step(2, +1, coarse=True)
+        w.editor.nudge(1, -1, coarse=True)
+    w.editor.rotate_step(2, +1, coarse=True)
+    w.editor.rotate_step(2, +1, coarse=True)
     wait_render(qtbot, w)
     drawn = set(np.unique(w.view._inst).tolist()) - {0}
     assert len(drawn) >= 4, drawn

@@ -1,5 +1,5 @@
-"""`labeller gui` as a real X11 window (under xvfb-run): opens a synthetic scene, draws
-the objects, grabs the screen and quits (LABELLER_GUI_SCREENSHOT)."""
+"""The app as a real X11 window (under xvfb-run): opens a synthetic scene, draws the
+objects, grabs the screen and quits (tests/gui/screenshot_app.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -30,11 +31,11 @@ def test_real_window_under_xvfb(synth_master, tmp_path):
     shot = tmp_path / "screen.png"
     env = {k: v for k, v in os.environ.items()
            if k not in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
-    env.update(LABELLER_GUI_SCREENSHOT=str(shot), LABELLER_GUI_SELECT="1",
-               LABELLER_CONFIG_DIR=str(tmp_path / "config"))
+    env.update(LABELLER_CONFIG_DIR=str(tmp_path / "config"), PYTHONPATH=str(ROOT))
     out = subprocess.run(
-        ["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", str(ROOT / ".venv" / "bin" / "labeller"),
-         "gui", str(scene)], env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+        ["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", sys.executable, "-m",
+         "tests.gui.screenshot_app", str(scene), "--out", str(shot), "--select", "1"],
+        env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "screenshot saved" in out.stderr
     img = read_image(shot)

@@ -1,4 +1,4 @@
-"""The issue's "done when", offscreen: a raw synthetic scene (no trajectory, no
+"""The whole flow in the window, offscreen: a raw synthetic scene (no trajectory, no
 annotations) is tracked, every object placed and refined, previewed and exported as a
 PROPS set, all through the window's actions."""
 
@@ -35,24 +35,24 @@ def test_raw_scene_to_props_without_leaving_the_gui(qtbot, make_window, tmp_path
         masks = [read_image(w.model.scene.paths.gt_mask(t)) == g.id for t in range(n)]
         best = int(np.argmax([m.sum() for m in masks]))
         w.set_frame(best)
-        oid = w.add_object(g.class_name)
+        oid = w.editor.add_object(g.class_name)
         assert oid is not None
         dt = cv2.distanceTransform(masks[best].astype(np.uint8), cv2.DIST_L2, 5)
         v, u = np.unravel_index(int(np.argmax(dt)), dt.shape)
-        assert w.place_at(int(u), int(v))
+        assert w.editor.place_at(int(u), int(v))
         # 3. refine against this frame's depth
-        res = w.refine_and_wait("depth", frames=[best])
+        res = w.refiner.refine_and_wait("depth", frames=[best])
         assert res is not None
-        w.toggle_keyframe()
+        w.editor.toggle_keyframe()
     assert len(w.model.object_ids) == len(gt.objects)
     assert w.save()
     saved = AnnotationDocument.read(scene / "annotations.json")
     assert saved.trajectory_sha256 == sha256_file(scene / "trajectory.txt")
     # 4. preview
-    w.toggle_preview(True)
-    qtbot.waitUntil(lambda: w.preview is not None, timeout=120000)
-    assert len(w.preview.frame_ids) >= n - 1
-    w.toggle_preview(False)
+    w.previewer.toggle(True)
+    qtbot.waitUntil(lambda: w.previewer.result is not None, timeout=120000)
+    assert len(w.previewer.result.frame_ids) >= n - 1
+    w.previewer.toggle(False)
     # 5. export a PROPS set
     dlg = w.export_dialog_open()
     dlg.format.setCurrentIndex(dlg.format.findData("props"))

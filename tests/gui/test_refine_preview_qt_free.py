@@ -1,5 +1,5 @@
-"""Qt-free parts of GUI part 2: labeller.annotate.refine (preview, staleness, keyframes, refine
-arguments) and the DocumentModel's recovery helpers."""
+"""Qt-free helpers of the checks: labeller.annotate.preview and .refine (preview,
+staleness, refine arguments) and the DocumentModel's recovery helpers."""
 
 from __future__ import annotations
 

@@ -53,12 +53,12 @@ def test_screenshot_multiview(qtbot, make_window, tmp_path):
     assert w.open_scene(scene)
     box = next(o.id for o in w.model.objects() if o.class_name == "cracker_box")
     w.select(box)
-    w.nudge(2, +1, coarse=True)  # 2 cm along the main view's ray: hard to see here,
-    w.nudge(2, +1, coarse=True)  # obvious in the other views
-    w.multiview.count.setValue(3)
-    w.toggle_multiview(True)
+    w.editor.nudge(2, +1, coarse=True)  # 2 cm along the main view's ray: hard to see here,
+    w.editor.nudge(2, +1, coarse=True)  # obvious in the other views
+    w.multiview.widget.count.setValue(3)
+    w.multiview.toggle(True)
     wait_render(qtbot, w)
-    qtbot.waitUntil(w.multiview_idle, timeout=30000)
+    qtbot.waitUntil(w.multiview.idle, timeout=30000)
     qtbot.waitUntil(lambda: all(v.shown_gen > 0 for v in w.multiview.views), timeout=30000)
     qtbot.wait(100)
     assert len(w.multiview.views) == 3
@@ -73,14 +73,14 @@ def test_screenshot_preview(qtbot, make_window, tmp_path):
     w = make_window()
     w.resize(1400, 860)
     assert w.open_scene(scene)
-    w.toggle_preview(True)
-    qtbot.waitUntil(lambda: w.preview is not None, timeout=120000)
-    assert w.preview.flagged_frames()
+    w.previewer.toggle(True)
+    qtbot.waitUntil(lambda: w.previewer.result is not None, timeout=120000)
+    assert w.previewer.result.flagged_frames()
     w.set_frame(0)
-    w.jump_flagged(+1) if w.current_frame not in w.preview.flagged_frames() else None
+    w.previewer.jump_flagged(+1) if w.current_frame not in w.previewer.result.flagged_frames() else None
     wait_render(qtbot, w)
     qtbot.wait(100)
-    cols = {o.color_rgb for o in w._overlay_objects()}
+    cols = {o.color_rgb for o in w.overlay_objects()}
     assert (255, 40, 40) in cols and (40, 220, 90) in cols
     assert w.timeline.flagged
     _save(w.grab(), tmp_path, "gui_preview.png")

@@ -1,4 +1,4 @@
-"""GUI part 2: autosave + recovery (a killed app, a corrupt annotations.json), the export
+"""Autosave + recovery (a killed app, a corrupt annotations.json), the export
 dialog (propagate + export in the background, progress, cancel, contact sheet)."""
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ KILLED_APP = textwrap.dedent("""
     w.show()
     assert w.open_scene(scene)
     w.select(3)
-    w.nudge(0, +1, True)      # 1 cm right (Shift+Right)
-    w.rotate_step(2, +1, True)  # 5 degrees about the camera z (Shift+O)
+    w.editor.nudge(0, +1, True)      # 1 cm right (Shift+Right)
+    w.editor.rotate_step(2, +1, True)  # 5 degrees about the camera z (Shift+O)
     json.dump(w.model.pose(3).tolist(), open(out, "w"))
     def poll():
         if w.model.autosave_path.is_file():
@@ -78,18 +78,18 @@ def test_killed_app_edit_is_recovered_on_reopen(qtbot, make_window, scene_copy, 
 
 def test_autosave_timer_writes_side_file_only_when_dirty(qtbot, make_window, scene_copy,
                                                          dialogs):
-    from labeller.gui.part2 import AUTOSAVE_INTERVAL_MS
+    from labeller.gui.autosave import AUTOSAVE_INTERVAL_MS
 
     assert AUTOSAVE_INTERVAL_MS == 60_000
     scene = scene_copy()
     w = make_window()
     assert w.open_scene(scene)
-    assert w.autosave_timer.isActive() and w.autosave_timer.interval() == 60_000
+    assert w.autosaver.timer.isActive() and w.autosaver.timer.interval() == 60_000
     side = scene / ".annotations.autosave.json"
-    assert w.autosave() is None and not side.exists()  # clean: nothing to autosave
+    assert w.autosaver.autosave() is None and not side.exists()  # clean: nothing to autosave
     w.select(BOX)
-    w.nudge(2, +1)
-    assert w.autosave() == side and side.is_file()
+    w.editor.nudge(2, +1)
+    assert w.autosaver.autosave() == side and side.is_file()
     doc = AnnotationDocument.read(side)
     assert np.array_equal(doc.object(BOX).T_world_obj, w.model.pose(BOX))
     # closing and choosing Discard drops the autosave with the changes

@@ -1,4 +1,4 @@
-"""GUI part 2: refine (ICP, score before/after, one undo step) and the propagation preview
+"""Refine in the window (ICP, score before/after, one undo step) and the propagation preview
 (flagged frames of a scene whose annotation is off by 2 cm, labels.h5 vs on the fly)."""
 
 from __future__ import annotations
@@ -43,16 +43,16 @@ def test_refine_raises_score_and_undo_restores_exact_pose(qtbot, make_window, sc
     wait_render(qtbot, w)
     w.model.set_pose(BOX, T_bad)  # as if the user had placed it roughly
     w.select(BOX)
-    before = w.current_scores()[BOX]
+    before = w.refiner.current_scores()[BOX]
     w.view.setFocus()
     qtbot.keyClick(w.view, Qt.Key_R)  # the Refine action (ICP on this frame's depth)
-    assert not w.refine_idle()  # runs in the background: the UI stays responsive
-    qtbot.waitUntil(lambda: w.refine_idle() and w.last_refine is not None, timeout=60000)
-    res = w.last_refine
+    assert not w.refiner.idle()  # runs in the background: the UI stays responsive
+    qtbot.waitUntil(lambda: w.refiner.idle() and w.refiner.last_result is not None, timeout=60000)
+    res = w.refiner.last_result
     assert res is not None and res.T_world_obj is not None, res
     assert res.score_after > res.score_before
     assert abs(res.score_before - before) < 1e-9
-    assert w.current_scores()[BOX] > before
+    assert w.refiner.current_scores()[BOX] > before
     T_ref = w.model.pose(BOX)
     assert translation_error_m(T_ref, gt) < 0.003 < translation_error_m(T_bad, gt)
     assert rotation_error_deg(T_ref, gt) < 1.0
@@ -83,7 +83,7 @@ def test_refine_against_fused_cloud(qtbot, make_window, scene_copy, dialogs):
     assert w.open_scene(scene)
     w.model.set_pose(BOX, T_bad)
     w.select(BOX)
-    res = w.refine_and_wait("cloud")
+    res = w.refiner.refine_and_wait("cloud")
     assert res is not None and res.T_world_obj is not None, res
     assert res.score_after > res.score_before
     assert translation_error_m(w.model.pose(BOX), gt) < translation_error_m(T_bad, gt) / 2
@@ -94,7 +94,7 @@ def test_refine_without_cloud_says_why(qtbot, make_window, scene_copy, dialogs):
     assert w.open_scene(scene_copy())
     w.select(BOX)
     T0 = w.model.pose(BOX)
-    assert w.refine_and_wait("cloud") is None
+    assert w.refiner.refine_and_wait("cloud") is None
     assert "cloud.ply: file not found" in w.statusBar().currentMessage()
     assert np.array_equal(w.model.pose(BOX), T0) and w.undo_stack.count() == 0
 
@@ -112,8 +112,8 @@ def test_preview_flags_frames_of_an_annotation_off_by_2cm(qtbot, make_window, sc
     wait_render(qtbot, w)
     assert dialogs.calls == []
     qtbot.keyClick(w.view, Qt.Key_V)  # preview on: no labels.h5, so computed on the fly
-    qtbot.waitUntil(lambda: w.preview is not None, timeout=60000)
-    pv = w.preview
+    qtbot.waitUntil(lambda: w.previewer.result is not None, timeout=60000)
+    pv = w.previewer.result
     assert pv.source == "computed"
     flagged = pv.flagged_frames()
     assert len(flagged) >= len(pv.frame_ids) // 2, flagged
@@ -122,9 +122,9 @@ def test_preview_flags_frames_of_an_annotation_off_by_2cm(qtbot, make_window, sc
     assert pv.flagged[:, k].any() and not np.delete(pv.flagged, k, axis=1).any()
     # flagged colour in a flagged frame, ok colour on the others
     w.set_frame(0)
-    t = w.jump_flagged(+1) if 0 not in flagged else 0
+    t = w.previewer.jump_flagged(+1) if 0 not in flagged else 0
     assert t in flagged and w.current_frame == t
-    objs = {o.obj_id: o.color_rgb for o in w._overlay_objects()}
+    objs = {o.obj_id: o.color_rgb for o in w.overlay_objects()}
     assert objs[BOX] == (255, 40, 40)
     assert all(c == (40, 220, 90) for i, c in objs.items()
                if i != BOX and np.isfinite(pv.object_state(t)[i][0]))
@@ -133,7 +133,7 @@ def test_preview_flags_frames_of_an_annotation_off_by_2cm(qtbot, make_window, sc
         score, flag = pv.object_state(f)[BOX]
         if np.isfinite(score):
             want = (255, 40, 40) if flag else (40, 220, 90)
-            assert {o.obj_id: o.color_rgb for o in w._overlay_objects(f)}[BOX] == want
+            assert {o.obj_id: o.color_rgb for o in w.overlay_objects(f)}[BOX] == want
     wait_render(qtbot, w)
     # "N" walks the flagged frames forward
     start = w.current_frame
@@ -150,17 +150,17 @@ def test_preview_ground_truth_has_no_flags_and_reads_fresh_labels(qtbot, make_wi
     propagate_run(PropagateConfig(scene=scene))
     w = make_window()
     assert w.open_scene(scene)
-    w.toggle_preview(True)
-    qtbot.waitUntil(lambda: w.preview is not None, timeout=60000)
-    assert w.preview.source == "labels.h5"  # matches the document: read, not recomputed
-    assert w.preview.flagged_frames() == []
+    w.previewer.toggle(True)
+    qtbot.waitUntil(lambda: w.previewer.result is not None, timeout=60000)
+    assert w.previewer.result.source == "labels.h5"  # matches the document: read, not recomputed
+    assert w.previewer.result.flagged_frames() == []
     # an edit makes labels.h5 stale: the preview is recomputed on the fly
     w.select(BOX)
     w.view.setFocus()
     qtbot.keyClick(w.view, Qt.Key_PageUp, Qt.ShiftModifier)  # 1 cm away from the camera
-    qtbot.waitUntil(lambda: w.preview is not None and w.preview_idle(), timeout=60000)
-    assert w.preview.source == "computed"
-    w.toggle_preview(False)
+    qtbot.waitUntil(lambda: w.previewer.result is not None and w.previewer.idle(), timeout=60000)
+    assert w.previewer.result.source == "computed"
+    w.previewer.toggle(False)
     assert w.timeline.flagged == []
 
 
@@ -177,10 +177,10 @@ def test_suggest_keyframes_spread_and_multiview(qtbot, make_window, scene_copy, 
     assert max(np.diff(sug)) < 9  # spread, not bunched at one end
     w = make_window()
     assert w.open_scene(scene)
-    w.toggle_multiview(True)
+    w.multiview.toggle(True)
     frames = w.multiview.frames
     assert 2 <= len(frames) <= 4 and w.current_frame not in frames
-    qtbot.waitUntil(w.multiview_idle, timeout=20000)
+    qtbot.waitUntil(w.multiview.idle, timeout=20000)
     qtbot.waitUntil(lambda: all(v.shown_gen > 0 for v in w.multiview.views), timeout=20000)
     for v in w.multiview.views:
         assert v._inst is not None and BOX in np.unique(v._inst), v.frame
@@ -194,6 +194,6 @@ def test_suggest_keyframes_spread_and_multiview(qtbot, make_window, scene_copy, 
     T_wc = w.model.T_world_cam(v.frame)
     d_cam = T_wc[:3, :3].T @ (T1[:3, 3] - T0[:3, 3])
     assert np.allclose(d_cam, [0.01, 0, 0], atol=1e-9)
-    qtbot.waitUntil(w.multiview_idle, timeout=20000)
-    w.set_views([2, 4])
+    qtbot.waitUntil(w.multiview.idle, timeout=20000)
+    w.multiview.set_views([2, 4])
     assert w.multiview.frames == [2, 4] and len(w.multiview.services) == 2
