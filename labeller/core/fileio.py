@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from labeller.core.errors import BadInput
+from labeller.core.errors import BadInput, FormatError
 
 # OpenCV logs its own warnings for broken files to stderr; we report them ourselves,
 # one line, naming the file.
@@ -105,6 +105,18 @@ def atomic_dir(dest: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_json_object(path: str | os.PathLike, expected: str = "a JSON object") -> dict:
+    """The JSON object (dict) in `path`; FormatError naming the file when the text is not
+    JSON or its top level is not an object (`expected` says what it should be)."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise FormatError(path, f"not valid JSON ({exc})") from None
+    if not isinstance(d, dict):
+        raise FormatError(path, f"expected {expected}")
+    return d
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

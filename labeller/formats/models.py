@@ -170,7 +170,7 @@ def _load_cached(path_str: str, mtime_ns: int) -> ObjectModel:
     import open3d as o3d
 
     path = Path(path_str)
-    mesh = o3d.io.read_triangle_mesh(path_str, False)
+    mesh = o3d.io.read_triangle_mesh(path, False)
     v = np.asarray(mesh.vertices, dtype=np.float64).copy()
     f = np.asarray(mesh.triangles, dtype=np.int32).copy()
     _check_mesh(path, v, f)
@@ -197,6 +197,6 @@ def load_textured_mesh(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise ModelError(path, "model file not found")
-    mesh = o3d.io.read_triangle_mesh(str(path), True)
+    mesh = o3d.io.read_triangle_mesh(path, True)
     _check_mesh(path, np.asarray(mesh.vertices), np.asarray(mesh.triangles))
     return mesh

@@ -15,6 +15,7 @@ import numpy as np
 from labeller.core.camera import CameraIntrinsics
 from labeller.core.poses import transform_points
 from labeller.formats.models import ObjectModel
+from labeller.geometry.open3d_tensor import tensor
 
 
 @dataclass
@@ -69,10 +70,10 @@ class ObjectRenderer:
         import open3d as o3d
 
         scene = o3d.t.geometry.RaycastingScene()
-        geom_to_id = []
+        geom_to_id: list[int] = []
         for obj_id, model, T in objects:
             v = transform_points(T, model.vertices).astype(np.float32)
-            gid = scene.add_triangles(o3d.core.Tensor(v), o3d.core.Tensor(model.triangles.astype(np.uint32)))
+            gid = scene.add_triangles(tensor(v), tensor(model.triangles.astype(np.uint32)))
             while len(geom_to_id) <= gid:
                 geom_to_id.append(0)
             geom_to_id[gid] = obj_id
@@ -103,7 +104,6 @@ class ObjectRenderer:
         mask: optional (h, w) bool over the ROI; only those pixels are cast (the others
         read as no hit), so a caller that knows where an object can be saves the rest.
         """
-        import open3d as o3d
 
         roi = roi if roi is not None else (0, 0, camera.width, camera.height)
         x, y, w, h = roi
@@ -119,7 +119,7 @@ class ObjectRenderer:
         rays = np.empty((*d_cam.shape[:-1], 6), np.float32)
         rays[..., :3] = T[:3, 3].astype(np.float32)
         rays[..., 3:] = d_cam @ T[:3, :3].T.astype(np.float32)
-        ans = scene.cast_rays(o3d.core.Tensor(rays), nthreads=0)
+        ans = scene.cast_rays(tensor(rays), nthreads=0)
         t_hit = ans["t_hit"].numpy()
         gids = ans["geometry_ids"].numpy()
         hit = np.isfinite(t_hit)
