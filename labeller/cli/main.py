@@ -8,6 +8,7 @@ interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import textwrap
@@ -67,6 +68,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _LowerLevelFormatter(logging.Formatter):
+    """``labeller track: warning: ...``: the same shape as the CLI's own messages."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.levelname = record.levelname.lower()
+        return super().format(record)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time of the record (tests swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def _log_to_stderr(command: str, debug: bool) -> None:
+    """The library reports through `logging`; the command line shows warnings (and with
+    --debug everything) on stderr, prefixed like its errors."""
+    handler = _StderrHandler()
+    handler.setFormatter(_LowerLevelFormatter(f"labeller {command}: %(levelname)s: %(message)s"))
+    root = logging.getLogger("labeller")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    root.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     from labeller.core.config import flag_of
     from labeller.core.errors import BadInput, ConfigError
@@ -77,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     debug = args.debug or bool(os.environ.get("LABELLER_DEBUG"))
+    _log_to_stderr(args.command, debug)
     try:
         rc = args._main(args)
         return 0 if rc is None else int(rc)
