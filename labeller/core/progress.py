@@ -12,7 +12,7 @@ Library code never prints; bars go to stderr and only where a caller asks for th
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any, TypeVar
 
 from labeller.core.errors import Cancelled
@@ -61,10 +61,7 @@ def iter_bar(items: Iterable[T], desc: str, unit: str, *, enabled: bool = True,
 
 
 def _len_or_none(items: Iterable[Any]) -> int | None:
-    try:
-        return len(items)  # type: ignore[arg-type]
-    except TypeError:
-        return None
+    return len(items) if isinstance(items, Sized) else None
 
 
 def bar_progress(desc: str, unit: str = "frame") -> tuple[ProgressFn, Callable[[], None]]:

@@ -126,7 +126,7 @@ def build_crops(sources: list[SceneSource], cands: list[Candidates], cfg: Export
             cache = scratch / f"scene{i:04d}_{CACHE_NAME}"
         todo.append((i, cache, key))
     if not todo:
-        return out  # type: ignore[return-value]
+        return _all_filled(out)
 
     tasks = []
     for i, _, _ in todo:
@@ -185,4 +185,11 @@ def build_crops(sources: list[SceneSource], cands: list[Candidates], cfg: Export
         for f, tmp in open_files.values():
             f.close()
             tmp.unlink(missing_ok=True)
-    return out  # type: ignore[return-value]
+    return _all_filled(out)
+
+
+def _all_filled(out: list[SceneCrops | None]) -> list[SceneCrops]:
+    """`out` once every scene has its crops (a None left here is a bug, not bad input)."""
+    filled = [c for c in out if c is not None]
+    assert len(filled) == len(out), "a scene was left without crops"
+    return filled
