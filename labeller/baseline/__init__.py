@@ -11,8 +11,18 @@ k-NN estimator, cross-validation), `knn_int8` (the exact int8 neighbour search),
 Importing this package is cheap: torch and matplotlib load only when used.
 """
 
-from labeller.baseline.config import BaselineConfig
-from labeller.baseline.runner import run
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from labeller.core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from labeller.baseline.config import BaselineConfig
+    from labeller.baseline.runner import run
+
+# Public name -> the module that defines it, imported on first use (labeller.core.lazy).
+__getattr__ = lazy_exports(__name__, {"BaselineConfig": "config", "run": "runner"})
 
 
 def format_table(report: dict) -> str:

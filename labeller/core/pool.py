@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 R = TypeVar("R")
 
@@ -37,7 +39,9 @@ def bounded_pool_map(fn: Callable[[Any], R], tasks: Sequence[Any], workers: int,
     """
     if not tasks:
         return
+    # Imported here: the command line reads `available_cpus` while building its parser.
     import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     n = max(1, min(workers, len(tasks)))
     ex = ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"),

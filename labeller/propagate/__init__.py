@@ -28,25 +28,53 @@ Modules:
 * `driver`: `run`, the stage itself (resume, label, finish, rename).
 """
 
-from labeller.propagate.config import REFINE_MODES, PropagateConfig
-from labeller.propagate.driver import partial_path, run
-from labeller.propagate.frame import FrameLabeller, Job, ObjectView
-from labeller.propagate.lock import scene_lock
-from labeller.propagate.overlays import overlay_image, worst_flagged_frames
-from labeller.propagate.preparation import NO_POSE_REASON, PreparedRun, prepare
-from labeller.propagate.summary import ObjectSummary, PropagateSummary, summary_json
-from labeller.propagate.workers import iter_records
+from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from labeller.core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from labeller.propagate.config import REFINE_MODES, PropagateConfig
+    from labeller.propagate.driver import partial_path, run
+    from labeller.propagate.frame import FrameLabeller, Job, ObjectView
+    from labeller.propagate.lock import scene_lock
+    from labeller.propagate.overlays import overlay_image, worst_flagged_frames
+    from labeller.propagate.preparation import NO_POSE_REASON, PreparedRun, prepare
+    from labeller.propagate.summary import ObjectSummary, PropagateSummary, summary_json
+    from labeller.propagate.workers import iter_records
+
+# Public name -> the module that defines it, imported on first use (labeller.core.lazy).
+_HOMES = {
+    "FrameLabeller": "frame",
+    "Job": "frame",
+    "NO_POSE_REASON": "preparation",
+    "ObjectSummary": "summary",
+    "ObjectView": "frame",
+    "PreparedRun": "preparation",
+    "PropagateConfig": "config",
+    "PropagateSummary": "summary",
+    "REFINE_MODES": "config",
+    "iter_records": "workers",
+    "overlay_image": "overlays",
+    "partial_path": "driver",
+    "prepare": "preparation",
+    "run": "driver",
+    "scene_lock": "lock",
+    "summary_json": "summary",
+    "worst_flagged_frames": "overlays",
+}
+__getattr__ = lazy_exports(__name__, _HOMES)
 __all__ = [
-    "NO_POSE_REASON",
-    "REFINE_MODES",
     "FrameLabeller",
     "Job",
+    "NO_POSE_REASON",
     "ObjectSummary",
     "ObjectView",
     "PreparedRun",
     "PropagateConfig",
     "PropagateSummary",
+    "REFINE_MODES",
     "iter_records",
     "overlay_image",
     "partial_path",

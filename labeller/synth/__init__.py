@@ -36,8 +36,9 @@ Modules:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from labeller.core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from labeller.synth.camera import make_camera
@@ -48,8 +49,8 @@ if TYPE_CHECKING:
     from labeller.synth.sensor import depth_noise_sigma_m
     from labeller.synth.world import SynthWorld
 
-# Public name -> the module that defines it. Loaded on first use, so that the command
-# line can read `labeller.synth.config` (for its options) without importing OpenCV.
+# Public name -> the module that defines it, imported on first use (labeller.core.lazy),
+# so that the command line can read `labeller.synth.config` without importing OpenCV.
 _HOME = {
     "SynthConfig": "config", "SynthResult": "scene_writer", "run": "scene_writer",
     "SynthFrame": "render", "SynthWorld": "world", "make_camera": "camera",
@@ -59,11 +60,4 @@ _HOME = {
 __all__ = ["SynthConfig", "SynthResult", "SynthFrame", "SynthWorld", "run", "make_camera",
            "depth_noise_sigma_m", "contact_sheet"]
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _HOME)

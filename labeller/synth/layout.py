@@ -20,7 +20,7 @@ from labeller.core.classes import BY_NAME, PROPS_CLASS_NAMES
 from labeller.core.errors import BadInput, ConfigError
 from labeller.core.poses import make_pose
 from labeller.synth.config import SynthConfig, library_class_paths
-from labeller.synth.procedural import box_mesh, class_mesh
+from labeller.synth.procedural import box_mesh, class_mesh, merge_parts
 from labeller.synth.textures import box_texture, floor_texture, table_texture, wall_texture
 
 # (vertices (V, 3) float64, triangles (F, 3) int32, corner UVs (F, 3, 2) float32)
@@ -92,14 +92,8 @@ def yaw_matrix(a_rad: float) -> np.ndarray:
 def merge_surface(parts: Sequence[MeshParts], tex: np.ndarray | None, obj_id: int = 0,
                   color: tuple[int, int, int] = (128, 128, 128)) -> Surface:
     """One Surface of several meshes sharing the texture `tex`."""
-    vs, fs, uvs, off = [], [], [], 0
-    for v, f, uv in parts:
-        vs.append(v)
-        fs.append(f + off)
-        uvs.append(uv)
-        off += len(v)
-    return Surface(np.concatenate(vs), np.concatenate(fs).astype(np.int32),
-                   np.concatenate(uvs).astype(np.float32), tex, color, obj_id)
+    v, f, uv = merge_parts(parts)  # the parts' vertices are float64 already
+    return Surface(v, f, uv, tex, color, obj_id)
 
 
 def load_library_surface(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:

@@ -161,7 +161,9 @@ def _quad_grid(origin, e_u, e_v, n_u: int, n_v: int, uv_rect) -> tuple[np.ndarra
     return verts, tris, uv_vert[tris]
 
 
-def _merge(parts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def merge_parts(parts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One mesh of several (vertices (N, 3), triangles (M, 3), per-corner UVs (M, 3, 2)):
+    float64 vertices, int32 triangles re-indexed, float32 UVs."""
     vs, fs, uvs, off = [], [], [], 0
     for v, f, uv in parts:
         vs.append(v)
@@ -196,7 +198,7 @@ def box_mesh(size_xyz, center=(0.0, 0.0, 0.0), n: int = 6):
         cu, cv = k % 3, k // 3
         rect = (cu / 3 + 0.005, cv / 2 + 0.005, (cu + 1) / 3 - 0.005, (cv + 1) / 2 - 0.005)
         parts.append(_quad_grid(o, eu, ev, n, n, rect))
-    return _merge(parts)
+    return merge_parts(parts)
 
 
 def lathe_mesh(profile, n_seg: int = N_SEGMENTS, center_xy=(0.0, 0.0), cap_bottom: bool = True,
@@ -240,7 +242,7 @@ def lathe_mesh(profile, n_seg: int = N_SEGMENTS, center_xy=(0.0, 0.0), cap_botto
         disc = np.concatenate([[[0.0, 0.0]], np.stack([np.cos(ang[:-1]), np.sin(ang[:-1])], 1)])
         uvv = np.stack([uc + 0.22 * disc[:, 0], 0.14 + 0.12 * disc[:, 1]], 1)
         parts.append((v, f, uvv[f]))
-    V_, F_, UV_ = _merge(parts)
+    V_, F_, UV_ = merge_parts(parts)
     if inward:
         F_ = F_[:, [0, 2, 1]]
         UV_ = UV_[:, [0, 2, 1]]
@@ -329,7 +331,7 @@ def class_geometry(cls: ObjectClass) -> tuple[np.ndarray, np.ndarray, np.ndarray
         zc = (z0 + z1) / 2 + 0.004
         handle = _tube_arc((cx + r - 0.004, 0.0, zc), radius, tube_r, -np.pi / 2 * 0.95,
                            np.pi / 2 * 0.95)
-        return _merge([outer, inner, (rim_v, rim_f, rim_uv), handle])
+        return merge_parts([outer, inner, (rim_v, rim_f, rim_uv), handle])
     raise ValueError(f"no procedural shape {cls.shape!r}")
 
 

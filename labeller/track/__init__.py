@@ -55,9 +55,31 @@ Modules:
 * `external`: `import_trajectory` for `labeller track --from FILE`.
 """
 
-from labeller.track.config import TrackConfig
-from labeller.track.guard import check_annotations_guard
-from labeller.track.report import TrackResult, read_report
-from labeller.track.stage import run
+from __future__ import annotations
 
-__all__ = ["TrackConfig", "TrackResult", "check_annotations_guard", "read_report", "run"]
+from typing import TYPE_CHECKING
+
+from labeller.core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from labeller.track.config import TrackConfig
+    from labeller.track.guard import check_annotations_guard
+    from labeller.track.report import TrackResult, read_report
+    from labeller.track.stage import run
+
+# Public name -> the module that defines it, imported on first use (labeller.core.lazy).
+_HOMES = {
+    "TrackConfig": "config",
+    "TrackResult": "report",
+    "check_annotations_guard": "guard",
+    "read_report": "report",
+    "run": "stage",
+}
+__getattr__ = lazy_exports(__name__, _HOMES)
+__all__ = [
+    "TrackConfig",
+    "TrackResult",
+    "check_annotations_guard",
+    "read_report",
+    "run",
+]
