@@ -105,7 +105,8 @@ def test_masks_are_stored_chunked_and_compressed(tmp_path):
         mv = f["frames/mask_visib"]
         assert mv.chunks == (1, H, W) and mv.compression == "gzip"
         assert f["frames/mask_full"].chunks == (1, 1, H, W)
-        assert f.attrs["format"] == LABELS_FORMAT and f.attrs["version"] == LABELS_VERSION
+        # text attributes are fixed-length UTF-8 (kept in the checksummed object header)
+        assert f.attrs["format"] == LABELS_FORMAT.encode() and f.attrs["version"] == LABELS_VERSION
 
 
 def test_flag_rule():

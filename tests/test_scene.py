@@ -174,7 +174,7 @@ BAD_INPUTS = {
     "annotations unknown object key": (_annotations(lambda d: d["objects"][0].update(scale=2)), "annotations.json", "objects[0].scale: unknown key"),
     "annotations non-rigid pose": (_annotations(lambda d: d["objects"][0].update(T_world_obj=np.diag([2.0, 1, 1, 1]).tolist())), "annotations.json", "objects[0].T_world_obj: pose is not rigid"),
     "annotations newer version": (_annotations(lambda d: d.update(version=99)), "annotations.json", "version: 99 is newer"),
-    "unreadable png": (_garbage_png, "rgb/000002.png", "unreadable image"),
+    "unreadable png": (_garbage_png, "rgb/000002.png", "damaged image (PNG chunk runs past the end"),
     "mesh in mm": (_mm_mesh, "models/mug.ply", "millimetres"),
 }
 

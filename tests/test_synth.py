@@ -316,10 +316,19 @@ def test_refuses_to_overwrite(tmp_path, capsys):
     assert rc == 2
     assert err == f"labeller synth: error: {out}: already exists (pass --overwrite to replace it)"
     assert (out / "keep.txt").read_text() == "mine"
+    # --overwrite replaces only a scene synth wrote, never a folder of the user's
+    rc = cli_main(["synth", str(out), "--frames", "1", "--width", "64", "--height", "48", "--overwrite"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert err == (f"labeller synth: error: {out}: exists and is not a scene labeller synth wrote "
+                   "(camera.json and gt/annotations.json); refusing to replace it even with --overwrite")
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()  # an empty folder may be replaced
     rc = cli_main(["synth", str(out), "--frames", "1", "--width", "64", "--height", "48", "--overwrite"])
     assert rc == 0
-    assert not (out / "keep.txt").exists()
     assert scene_problems(out) == []
+    rc = cli_main(["synth", str(out), "--frames", "1", "--width", "64", "--height", "48", "--overwrite"])
+    assert rc == 0 and scene_problems(out) == []
 
 
 def _lib_with_only_mug(tmp_path: Path) -> Path:

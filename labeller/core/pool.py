@@ -5,12 +5,18 @@ completion order, with at most `in_flight` tasks per worker submitted at once, s
 memory stays flat however many tasks there are. Workers are fresh *spawned*
 processes: the parent may hold Open3D/OpenMP threads or open HDF5 files, which a forked
 child would inherit in an undefined state. An exception in a task cancels what is
-pending and is raised in the caller.
+pending and is raised in the caller. Workers die with the process that started them,
+however it dies (a SIGKILLed export leaves no worker behind).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,6 +32,41 @@ def available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return max(1, os.cpu_count() or 1)
+
+
+# How often a worker looks whether its parent is still there (the fallback of the
+# kernel's parent-death signal), in seconds.
+PARENT_POLL_S = 0.5
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int, use_signal: bool) -> None:
+    """End this worker when `parent_pid` dies, however it dies (SIGKILL included): the
+    kernel's PR_SET_PDEATHSIG on Linux, and a thread that watches the parent pid
+    everywhere (a worker re-parented to init or a subreaper has lost its parent)."""
+    if use_signal and sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl: the thread only
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the signal was asked for
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _start_worker(parent_pid: int, use_signal: bool, initializer: Callable[..., None] | None,
+                  initargs: tuple[Any, ...]) -> None:
+    _die_with_parent(parent_pid, use_signal)
+    if initializer is not None:
+        initializer(*initargs)
 
 
 def bounded_pool_map(fn: Callable[[Any], R], tasks: Sequence[Any], workers: int, *,
@@ -44,8 +85,12 @@ def bounded_pool_map(fn: Callable[[Any], R], tasks: Sequence[Any], workers: int,
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     n = max(1, min(workers, len(tasks)))
+    # The kernel's parent-death signal follows the thread that started the worker: asked
+    # for only when that is the main thread (the pool's other threads may end first).
+    on_main = threading.current_thread() is threading.main_thread()
     ex = ProcessPoolExecutor(max_workers=n, mp_context=mp.get_context("spawn"),
-                             initializer=initializer, initargs=initargs)
+                             initializer=_start_worker,
+                             initargs=(os.getpid(), on_main, initializer, initargs))
     pending: set[Future[R]] = set()
     it = iter(tasks)
     try:

@@ -104,6 +104,10 @@ class AnnotationDocument:
             d = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise FormatError(path, f"not valid JSON ({exc.__class__.__name__}: {exc})") from None
+        except RecursionError:
+            # json's decoder recurses once per nesting level: a crafted file thousands of
+            # levels deep exhausts the stack. No annotations.json is nested beyond four.
+            raise FormatError(path, "not valid annotations: JSON nested too deeply") from None
         return cls.from_dict(d, path)
 
     @classmethod

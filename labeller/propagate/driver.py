@@ -14,8 +14,10 @@ import shutil
 import time
 from pathlib import Path
 
+from labeller.core.diskspace import check_room
 from labeller.core.progress import ProgressFn, check_progress
 from labeller.formats.labels import Labels, LabelsWriter
+from labeller.formats.labels.writer import create_bytes
 from labeller.propagate.config import PropagateConfig
 from labeller.propagate.lock import scene_lock
 from labeller.propagate.overlays import write_overlays
@@ -41,6 +43,11 @@ def run(cfg: PropagateConfig, progress: ProgressFn | None = None) -> PropagateSu
     """
     start = time.perf_counter()
     prep = prepare(cfg)
+    # Room for the file's header and small arrays before anything is written (the lock
+    # file included): a full disk leaves the scene as it was.
+    check_room(partial_path(prep.scene.paths.labels),
+               create_bytes(len(prep.frame_ids), len(prep.objects), len(prep.skipped)),
+               size_now=0)
     with scene_lock(prep.scene.paths.labels_dir):
         return _run_locked(cfg, prep, progress, start)
 
@@ -54,6 +61,7 @@ def _run_locked(cfg: PropagateConfig, prep: PreparedRun, progress: ProgressFn | 
         writer = LabelsWriter.resume(partial, prep.meta.inputs)
         if writer is None and final.is_file():
             # A finished run with the same inputs: only the flags / overlays are redone.
+            check_room(partial, final.stat().st_size, size_now=0)
             shutil.copyfile(final, partial)
             writer = LabelsWriter.resume(partial, prep.meta.inputs)
     if writer is None:
@@ -78,8 +86,12 @@ def _run_locked(cfg: PropagateConfig, prep: PreparedRun, progress: ProgressFn | 
         finally:
             batches.close()  # stops the worker pool now, not when the generator is collected
         writer.finish(cfg.flag_min_score, cfg.flag_min_visib)
-    finally:
-        writer.close()
+    except BaseException:
+        # The frames flushed so far stay marked done in the partial file: the next run
+        # resumes from them (a file HDF5 cannot reopen is started afresh).
+        writer.abandon()
+        raise
+    writer.close()
     with Labels.open(partial) as labels:
         overlays = write_overlays(labels, prep.job, paths.labels_dir / "flagged", cfg.max_overlays)
     os.replace(partial, final)

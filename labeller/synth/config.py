@@ -99,6 +99,19 @@ class SynthConfig:
             raise BadInput(out, "exists and is not a directory")
         if out.exists() and not self.overwrite:
             raise BadInput(out, "already exists (pass --overwrite to replace it)")
+        if out.is_dir() and next(out.iterdir(), None) is not None and not is_synth_scene(out):
+            raise BadInput(out, f"exists and is not {SYNTH_SCENE_TEXT}; refusing to replace "
+                                "it even with --overwrite")
+
+
+# What --overwrite may replace: a folder `labeller synth` wrote (any other is the user's).
+SYNTH_SCENE_TEXT = "a scene labeller synth wrote (camera.json and gt/annotations.json)"
+
+
+def is_synth_scene(path: Path) -> bool:
+    """True for a folder holding what only `labeller synth` writes together: camera.json
+    and the ground truth gt/annotations.json."""
+    return (path / "camera.json").is_file() and (path / "gt" / "annotations.json").is_file()
 
 
 def library_class_paths(models_dir: Path, names: Sequence[str]) -> dict[str, tuple[Path, str]]:

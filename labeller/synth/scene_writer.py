@@ -7,7 +7,8 @@ Output (docs/design.md native layout)::
 
 Everything is written into a temporary directory beside OUT that is renamed into place
 at the end (`labeller.core.fileio.atomic_dir`), so a failed or cancelled run leaves
-nothing behind.
+nothing behind, and a killed one leaves the previous OUT or the new one. `--overwrite`
+replaces only a scene synth wrote (`is_synth_scene`), never another folder.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from labeller.core.progress import ProgressFn, check_progress
 from labeller.formats.annotations import AnnotationDocument, ObjectAnnotation, perturbed
 from labeller.formats.scene import ScenePaths
 from labeller.formats.trajectory import Trajectory
-from labeller.synth.config import SynthConfig
+from labeller.synth.config import SYNTH_SCENE_TEXT, SynthConfig, is_synth_scene
 from labeller.synth.procedural import class_mesh, ply_bytes
 from labeller.synth.world import SynthWorld
 
@@ -73,14 +74,15 @@ def run(cfg: SynthConfig, progress: ProgressFn | None = None) -> SynthResult:
 
     `progress(done, total)` is called after each frame; returning False cancels (raises
     `labeller.core.errors.Cancelled`; nothing is written). Raises ConfigError or BadInput
-    for a bad config or an existing OUT.
+    for a bad config, an existing OUT without `overwrite`, or an OUT that is not a
+    synthetic scene.
     """
     t0 = time.perf_counter()
     out = Path(cfg.out)
     cfg.check()
     world = SynthWorld(cfg)
     n = cfg.frames
-    with atomic_dir(out, overwrite=cfg.overwrite) as tmp:
+    with atomic_dir(out, overwrite=cfg.overwrite, ours=is_synth_scene, what=SYNTH_SCENE_TEXT) as tmp:
         paths = ScenePaths(tmp)
         for d in (paths.rgb_dir, paths.depth_dir, paths.gt / "masks"):
             d.mkdir(parents=True, exist_ok=True)

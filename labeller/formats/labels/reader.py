@@ -24,6 +24,17 @@ from labeller.formats.labels.schema import (
 )
 
 
+def _hdf5_reason(exc: BaseException) -> str:
+    """The first line of an HDF5 error, shortened (its messages run over several lines)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _expect_shape(bad: Any, name: str, got: tuple[int, ...], want: tuple[int, ...]) -> None:
+    if tuple(got) != tuple(want):
+        raise bad(name, f"shape {tuple(got)} does not match the file's other datasets {tuple(want)}")
+
+
 @dataclass
 class ObjectLabels:
     """One object in one frame. Boxes are BOP [x, y, w, h] ([-1]*4 when empty); metres."""
@@ -83,10 +94,15 @@ class Labels:
             raise FormatError(self.path, "file not found (run `labeller propagate SCENE` first)")
         try:
             self._f: Any = h5py.File(self.path, "r")
-        except OSError as exc:
+        except (OSError, ValueError, RuntimeError) as exc:
             raise FormatError(self.path, f"not a readable HDF5 file ({exc})") from None
         try:
             self._load(allow_incomplete)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            # damage HDF5 or an attribute's parser noticed (checksummed metadata, a
+            # truncated attribute, JSON that is not)
+            self._f.close()
+            raise FormatError(self.path, f"damaged file ({_hdf5_reason(exc)})") from None
         except BaseException:
             self._f.close()
             raise
@@ -123,25 +139,111 @@ class Labels:
         self.n_frames = int(a["n_frames"])
         self.refine = str(self.attrs["refine"])
         self.classes: list[str] = json.loads(self.attrs["classes"])
-        for k in ("objects/id", "frames/frame_id", "frames/mask_visib", "skipped/frame_id"):
+        for k in ("objects/id", "objects/class", "objects/model", "objects/T_world_obj",
+                  "frames/frame_id", "frames/T_world_cam", "frames/mask_visib",
+                  "skipped/frame_id", "skipped/reason"):
             if k not in f:
                 raise bad(k, "missing dataset")
-        ids = f["objects/id"][:]
-        cls_ = [s.decode() if isinstance(s, bytes) else s for s in f["objects/class"][:]]
-        mdl = [s.decode() if isinstance(s, bytes) else s for s in f["objects/model"][:]]
-        Tw = f["objects/T_world_obj"][:]
+
+        def read(name: str) -> np.ndarray:
+            """All of dataset `name`; HDF5's checksum failures and damage: FormatError."""
+            try:
+                return f[name][()]
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:
+                raise bad(name, f"damaged data ({_hdf5_reason(exc)})") from None
+
+        def strings(name: str) -> list[str]:
+            raw = [s if isinstance(s, bytes) else str(s).encode() for s in read(name)]
+            try:
+                return [s.decode() for s in raw]
+            except UnicodeDecodeError:
+                raise bad(name, "damaged data (not UTF-8)") from None
+
+        ids = read("objects/id")
+        cls_ = strings("objects/class")
+        mdl = strings("objects/model")
+        Tw = read("objects/T_world_obj")
+        n_obj = len(ids)
+        _expect_shape(bad, "objects/class", (len(cls_),), (n_obj,))
+        _expect_shape(bad, "objects/model", (len(mdl),), (n_obj,))
+        _expect_shape(bad, "objects/T_world_obj", Tw.shape, (n_obj, 4, 4))
         self.objects = [LabelObject(int(i), c, m, T) for i, c, m, T in zip(ids, cls_, mdl, Tw, strict=True)]
-        self.frame_ids = np.asarray(f["frames/frame_id"][:], np.int64)
+        self.frame_ids = np.asarray(read("frames/frame_id"), np.int64)
+        F = len(self.frame_ids)  # noqa: N806
         self._row = {int(t): r for r, t in enumerate(self.frame_ids)}
-        self.T_world_cam = f["frames/T_world_cam"][:]
+        self.T_world_cam = read("frames/T_world_cam")
+        _expect_shape(bad, "frames/T_world_cam", self.T_world_cam.shape, (F, 4, 4))
         fr = f["frames"]
         # Extensions of later writers are optional to a reader (fill values when absent).
         self.arrays: dict[str, np.ndarray] = {}
-        shape = (len(self.frame_ids), len(self.objects))
+        shape = (F, n_obj)
         for name, (dt, tail, fill) in OBJECT_FIELDS.items():
-            self.arrays[name] = fr[name][:] if name in fr else np.full((*shape, *tail), fill, dt)
-        self.skipped = {int(t): (r.decode() if isinstance(r, bytes) else r)
-                        for t, r in zip(f["skipped/frame_id"][:], f["skipped/reason"][:], strict=True)}
+            if name in fr:
+                self.arrays[name] = read(f"frames/{name}")
+                _expect_shape(bad, f"frames/{name}", self.arrays[name].shape, (*shape, *tail))
+            else:
+                self.arrays[name] = np.full((*shape, *tail), fill, dt)
+        if "px_count_image" not in fr:  # version 1: px_count_all was clipped to the image
+            self.arrays["px_count_image"] = self.arrays["px_count_all"].copy()
+        _expect_shape(bad, "frames/mask_visib", fr["mask_visib"].shape, (F, self.height, self.width))
+        if "mask_full" in fr:
+            _expect_shape(bad, "frames/mask_full", fr["mask_full"].shape,
+                          (F, n_obj, self.height, self.width))
+        sk_ids, sk_why = read("skipped/frame_id"), strings("skipped/reason")
+        _expect_shape(bad, "skipped/reason", (len(sk_why),), (len(sk_ids),))
+        self.skipped = {int(t): r for t, r in zip(sk_ids, sk_why, strict=True)}
+        done = read("frames/done") if "done" in fr else np.ones(F, bool)
+        _expect_shape(bad, "frames/done", done.shape, (F,))
+        self._validate(bad, ids, Tw, np.asarray(done, bool), allow_incomplete)
+
+    def _validate(self, bad: Any, ids: np.ndarray, T_world_obj: np.ndarray, done: np.ndarray,
+                  allow_incomplete: bool) -> None:
+        """Values in range: FormatError naming the dataset (a damaged or crafted file).
+
+        Rows not marked done (an unfinished file read with allow_incomplete) hold fill
+        values and are not checked.
+        """
+        if len(ids) and (ids.min() < 1 or ids.max() > np.iinfo(np.uint16).max
+                         or len(np.unique(ids)) != len(ids)):
+            raise bad("objects/id", "instance ids must be distinct and in 1..65535")
+        unknown = [o.class_name for o in self.objects if o.class_name not in self.classes]
+        if unknown:
+            raise bad("objects/class", f"class {unknown[0]!r} is not in the file's classes")
+        if not np.isfinite(T_world_obj).all():
+            raise bad("objects/T_world_obj", "values that are not finite")
+        fids = self.frame_ids
+        if len(fids) and (fids.min() < 0 or fids.max() >= self.n_frames or np.any(np.diff(fids) <= 0)):
+            raise bad("frames/frame_id", f"frame ids must increase within 0..{self.n_frames - 1}")
+        if not np.isfinite(self.T_world_cam).all():
+            raise bad("frames/T_world_cam", "values that are not finite")
+        rows = done if allow_incomplete else np.ones(len(fids), bool)
+        A = {k: v[rows] for k, v in self.arrays.items()}  # noqa: N806
+        if not np.isfinite(A["T_cam_obj"]).all():
+            raise bad("frames/T_cam_obj", "values that are not finite")
+        if not np.isfinite(A["T_cam_obj_refined"][A["refined"]]).all():
+            raise bad("frames/T_cam_obj_refined", "values that are not finite")
+        for name in ("visib_fract", "score_fract"):
+            v = A[name]
+            if not (np.isfinite(v).all() and (v >= 0).all() and (v <= 1).all()):
+                raise bad(f"frames/{name}", "values outside [0, 1]")
+        for name in ("score", "score_refined"):
+            v = A[name]
+            with np.errstate(invalid="ignore"):
+                if np.isinf(v).any() or (v < 0).any() or (v > 1).any():
+                    raise bad(f"frames/{name}", "values outside [0, 1] (NaN: not scored)")
+        for name in ("median_abs_dz_m", "refine_moved_m", "refine_turned_deg"):
+            v = A[name]
+            with np.errstate(invalid="ignore"):
+                if np.isinf(v).any() or (v < 0).any():
+                    raise bad(f"frames/{name}", "negative or infinite values")
+        for name in ("px_count_all", "px_count_valid", "px_count_visib", "px_count_image"):
+            if (A[name] < 0).any():
+                raise bad(f"frames/{name}", "negative pixel counts")
+        # bbox_obj covers the whole silhouette (it may start left of or above the image)
+        if (A["bbox_obj"][..., 2:] < -1).any():
+            raise bad("frames/bbox_obj", "boxes with a width or height below -1")
+        if (A["bbox_visib"] < -1).any():
+            raise bad("frames/bbox_visib", "boxes with values below -1")
 
     def close(self) -> None:
         self._f.close()
@@ -166,13 +268,23 @@ class Labels:
             raise FormatError(self.path, problem)
         return r
 
+    def _chunk(self, name: str, index: tuple[int, ...], t: int) -> np.ndarray:
+        """One mask chunk; a damaged one (its deflate stream fails Adler-32): FormatError."""
+        try:
+            return self._f[name][index]
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise FormatError(self.path, f"{name}: frame {t}: damaged data "
+                                         f"({_hdf5_reason(exc)})") from None
+
     def mask_visib(self, t: int) -> np.ndarray:
         """(H, W) uint16: id of the object visible at each pixel, 0 for none."""
-        return self._f["frames/mask_visib"][self.row(t)]
+        return self._chunk("frames/mask_visib", (self.row(t),), t)
 
     def mask_full(self, t: int, i: int) -> np.ndarray:
         """(H, W) bool object-alone mask of object index i (annotation order)."""
-        return self._f["frames/mask_full"][self.row(t), i].astype(bool)
+        if not 0 <= i < len(self.objects):
+            raise IndexError(f"object index {i} out of range ({len(self.objects)} objects)")
+        return self._chunk("frames/mask_full", (self.row(t), i), t).astype(bool)
 
     def frame(self, t: int, masks: bool = True) -> FrameLabels:
         """Labels of frame id t (one chunk decompressed for the visible mask)."""

@@ -11,7 +11,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 LABELS_FORMAT = "labeller-labels"
-LABELS_VERSION = 1
+# Version 2: boxes have w = x_max - x_min and px_count_all / bbox_obj cover the whole
+# silhouette on a 3x canvas (the BOP toolkit's calc_gt_info). Version-1 files (boxes one
+# pixel wider, counts and bbox_obj clipped to the image) stay readable; a run never
+# resumes one, and the BOP export refuses one (GT_INFO_MIN_VERSION).
+# Version 3: damage is detected on read. Checksummed HDF5 metadata (the file format of
+# HDF5 1.10) holding every attribute (fixed-length strings), the Fletcher32 filter on
+# every other dataset (strings fixed-length too: nothing in the unchecked global heap);
+# masks are protected by their deflate streams' Adler-32. Version-2 files stay readable
+# (their values are validated); a run never resumes one.
+LABELS_VERSION = 3
+# Written in HDF5 1.10's file format (its object headers and chunk indices carry
+# checksums; HDF5 >= 1.10 reads it), with up to this many attributes kept in an object's
+# header (beyond HDF5's default of 8 they move to a heap without checksums).
+COMPACT_ATTRS = 64
+GT_INFO_MIN_VERSION = 2
 # Masks are compressed by the producer (zlib = HDF5's gzip/deflate filter) and written
 # as raw chunks, so worker processes do the compression, not the writing process.
 MASK_GZIP_LEVEL = 1
@@ -31,6 +45,9 @@ OBJECT_FIELDS: dict[str, tuple[str, tuple[int, ...], object]] = {
     "px_count_all": ("i4", (), 0),
     "px_count_valid": ("i4", (), 0),
     "px_count_visib": ("i4", (), 0),
+    # ext (version 2): pixels of the alone render inside the image (px_count_all counts
+    # the 3x canvas); "in view" means > 0
+    "px_count_image": ("i4", (), 0),
     "visib_fract": ("f4", (), 0.0),
     "score": ("f4", (), np.nan),
     "median_abs_dz_m": ("f4", (), np.nan),
@@ -103,3 +120,4 @@ def flag_rule(score: np.ndarray, score_fract: np.ndarray, min_score: float,
     visib_fract). NaN scores are never flagged."""
     with np.errstate(invalid="ignore"):
         return (score < min_score) & (score_fract >= min_visib) & np.isfinite(score)
+
