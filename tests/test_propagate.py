@@ -123,14 +123,17 @@ def test_visible_masks_match_ground_truth_masks(labelled):
 
 def test_bop_definitions_against_full_frame_casts(labelled):
     """Counts, boxes and masks equal a straightforward full-frame computation (bop_toolkit
-    calc_gt_info with bop19 visibility, plus occlusion by the other annotated objects), so
-    ROI/footprint casting and compositing the alone casts lose nothing."""
+    calc_gt_info with bop19 visibility, plus occlusion by the other annotated objects:
+    px_count_all and bbox_obj over the whole silhouette on a 3x canvas, bbox_obj
+    [-1, -1, -1, -1] when nothing is visible), so ROI/footprint casting and compositing
+    the alone casts lose nothing."""
     scene = Scene(labelled)
     cam = scene.camera
     prep = prepare(PropagateConfig(scene=labelled))
     models = [load_model(p) for _, p, _ in prep.job.objects]
     ren = ObjectRenderer([(i, m, T) for (i, _, T), m in zip(prep.job.objects, models, strict=True)])
     factor = ray_length_factor(cam)
+    n_cut = 0
     with Labels.open(scene.paths.labels) as L:
         for t in (0, FRAMES // 2, FRAMES - 1):
             f = L.frame(t)
@@ -142,17 +145,34 @@ def test_bop_definitions_against_full_frame_casts(labelled):
                 alone = ren.render(cam, Twc, only=o.id)
                 d_model = alone.depth * factor
                 full = d_model > 0
+                canvas = ren.render(cam, Twc, roi=(-cam.width, -cam.height, 3 * cam.width,
+                                                   3 * cam.height), only=o.id).depth > 0
                 front = combined.inst == o.id
                 visib = full & front & ((d_model - d_sensor <= 0.015) | (d_sensor == 0))
                 expect_visib[visib] = o.id
                 np.testing.assert_array_equal(f.mask_full(i), full)
-                assert o.px_count_all == full.sum()
+                assert o.px_count_all == canvas.sum() >= full.sum()
                 assert o.px_count_valid == (full & (d_sensor > 0)).sum()
                 assert o.px_count_visib == visib.sum()
-                assert o.visib_fract == pytest.approx(visib.sum() / max(full.sum(), 1), abs=1e-6)
-                assert o.bbox_obj == mask_bbox(full)
+                assert o.visib_fract == pytest.approx(visib.sum() / max(canvas.sum(), 1),
+                                                      abs=1e-6)
+                x, y, w, h = mask_bbox(canvas)
+                expect_box = [x - cam.width, y - cam.height, w, h] if visib.any() else [-1] * 4
+                assert o.bbox_obj == expect_box
                 assert o.bbox_visib == mask_bbox(visib)
+                n_cut += int(canvas.sum() > full.sum())
             np.testing.assert_array_equal(f.mask_visib, expect_visib)
+    assert n_cut >= 1  # the scene has objects cut by the image border
+
+
+def test_mask_bbox_is_the_toolkit_box():
+    """w = x_max - x_min (bop_toolkit misc.calc_2d_bbox), not + 1."""
+    m = np.zeros((6, 8), bool)
+    m[2, 3] = True
+    assert mask_bbox(m) == [3, 2, 0, 0]
+    m[4, 6] = True
+    assert mask_bbox(m) == [3, 2, 3, 2]
+    assert mask_bbox(np.zeros((3, 3), bool)) == [-1, -1, -1, -1]
 
 
 def test_batched_workers_equal_per_frame(labelled, synth_scene, tmp_path):

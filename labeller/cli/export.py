@@ -1,4 +1,5 @@
-"""Export labelled scenes as a dataset: PROPS classification crops, PROPS-Pose or BOP.
+"""Export labelled scenes as a dataset: PROPS classification crops, PROPS-Pose,
+PROPS-Detection, COCO instances or BOP.
 
 Reads SCENE/labels/labels.h5 (written by `labeller propagate`) of every scene given.
 The output is written to a temporary folder beside DIR and renamed into place at the
@@ -21,6 +22,8 @@ examples:
       --train-per-class 500 --test-per-class 100
   labeller export --format props-pose --out datasets/props_pose scenes/* --models ../shared/data/ycb_models
   labeller export --format bop --out datasets/bop scenes/a scenes/b
+  labeller export --format props-detection --out datasets/props_det scenes/*
+  labeller export --format coco --out datasets/coco scenes/*
   labeller export --format props --out out s1 s2 s3 s4 --test-scenes s2   (scenes before
       --test-scenes, which takes every name after it)
 
@@ -28,9 +31,16 @@ props: DIR/Progress-Objects-Sample/{meta.pkl,<class>_<k>.pkl}, DIR/crops.h5 (eve
 candidate crop), DIR/contact_sheet.png. Whole scenes are held out for the test split
 (--test-scenes, default max(1, round(n/6)) of n >= 2 scenes chosen by --seed). With
 too few candidates the command stops and prints available vs requested per class and
-split, unless --allow-short.
+split, or when one of the ten PROPS classes has no crops, unless --allow-short.
+DIR/md5.json is the course loaders' object_list for this export.
 props-pose: DIR/PROPS-Pose-Dataset/{train,val}/..., model/<ycbv_id>_<name>/.
-bop: DIR/{split}/{scene:06d}/... and DIR/models/ (BOP toolkit format, millimetres).
+--one-instance-per-class keeps the most visible object of a class per image.
+props-detection: DIR/PROPS-Detection-Dataset/{train,val}.json and images, DIR/md5.json.
+coco: DIR/{train,val}/ images, DIR/annotations/instances_{train,val}.json (RLE masks).
+bop: DIR/{split}/{scene:06d}/... and DIR/models/, DIR/models_eval/ (BOP toolkit format,
+millimetres; scene_gt_info as its calc_gt_info computes it; symmetries as the BOP ycbv
+models_info.json declares them, or shape-only with --geometric-symmetries; images keep
+the ids a `labeller import bop` recorded).
 """
 
 

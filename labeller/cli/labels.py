@@ -83,7 +83,7 @@ def format_summary(labels: Labels) -> str:
     for i, o in enumerate(labels.objects):
         sc = A["score"][:, i]
         fin = np.isfinite(sc)
-        inview = A["px_count_all"][:, i] > 0
+        inview = A["px_count_image"][:, i] > 0
         lines.append(f"  #{o.id} {o.class_name} ({o.model}): in view {int(inview.sum())}, "
                      f"mean visib_fract {A['visib_fract'][inview, i].mean() if inview.any() else 0:.2f}, "
                      f"median score {np.median(sc[fin]) if fin.any() else float('nan'):.2f}, "

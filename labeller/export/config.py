@@ -19,7 +19,7 @@ from labeller.core.config import option
 from labeller.core.errors import ConfigError
 from labeller.core.pool import available_cpus
 
-FORMATS = ("props", "props-pose", "bop")
+FORMATS = ("props", "props-pose", "bop", "props-detection", "coco")
 BOP_SPLIT_RE = r"^(train|val|test)(_[A-Za-z0-9]+)?$"
 
 
@@ -34,10 +34,12 @@ class ExportConfig:
 
     min_visib / min_size: which objects make crops (props); train_per_class /
     test_per_class: crops per class and split (props); test_scenes: held-out scene
-    folder names (props: test, props-pose: val; default max(1, round(n/6)) of n >= 2
-    scenes chosen by `seed`); allow_short: write what exists when there are too few
-    candidates; keep_flagged: also export frames with a label propagation flagged
-    (props-pose, bop; a flagged object never makes a crop); split: the BOP split
+    folder names (props: test, the others but bop: val; default max(1, round(n/6)) of
+    n >= 2 scenes chosen by `seed`); allow_short: write what exists when there are too
+    few candidates or a PROPS class has none; one_instance_per_class: props-pose keeps
+    the most visible object of each class per image; keep_flagged: also export frames
+    with a label propagation flagged (all but props; a flagged object never makes a
+    crop); split: the BOP split
     folder; workers: processes (None = one per core); cache: reuse / write the per-scene
     crop caches (SCENE/labels/crops_cache.h5); progress_bars: tqdm bars on stderr.
     Sequences are stored as tuples (the config is frozen).
@@ -59,13 +61,21 @@ class ExportConfig:
     test_per_class: int = option(1000, metavar="N",
                                  help="props: test crops per class, as published")
     test_scenes: Sequence[str] | None = option(
-        None, metavar="NAME", help="props / props-pose: scene folder names held out (test / val)")
+        None, metavar="NAME", help="all but bop: scene folder names held out (props: test, "
+                                   "the others: val)")
     seed: int = option(0, help="sampling and split seed")
     allow_short: bool = option(False, help="props: write what exists when there are too few "
-                                           "candidates")
-    keep_flagged: bool = option(False, help="props-pose / bop: also export frames with a label "
+                                           "candidates or a PROPS class has no crops (the "
+                                           "course notebooks need all ten)")
+    one_instance_per_class: bool = option(
+        False, help="props-pose: keep only the most visible object of a class in an image (the "
+                    "course loader keeps one mask per class)")
+    keep_flagged: bool = option(False, help="all but props: also export frames with a label "
                                             "propagation flagged")
     split: str = option("test", help="bop: split folder (train, val or test, optionally _TYPE)")
+    geometric_symmetries: bool = option(
+        False, help="bop: declare shape-only symmetries in models_info.json (the cans and the "
+                    "marker turn freely about their axis) instead of the BOP ycbv table's")
     workers: int | None = option(None, metavar="N", help="processes (default: one per core)")
     overwrite: bool = option(False, help="replace DIR if it holds an earlier export")
     cache: bool = option(True, flag="--no-cache",
@@ -95,6 +105,9 @@ class ExportConfig:
                                              f"_TYPE (BOP), got {self.split!r}")
         if self.models_dir is not None and not Path(self.models_dir).is_dir():
             raise ConfigError(self, "models_dir", f"{self.models_dir}: not a directory")
+        if self.one_instance_per_class and self.format != "props-pose":
+            raise ConfigError(self, "one_instance_per_class",
+                              f"applies to --format props-pose only, not {self.format}")
         if self.test_scenes is not None and self.format == "bop":
             raise ConfigError(self, "test_scenes", "BOP puts every scene in one split (--split)")
 
@@ -114,7 +127,9 @@ class ExportConfig:
             "min_size": self.min_size, "train_per_class": self.train_per_class,
             "test_per_class": self.test_per_class, "test_scenes": self.test_scenes,
             "seed": self.seed, "allow_short": self.allow_short, "keep_flagged": self.keep_flagged,
-            "split": self.split, "crop_size": CROP_SIZE, "crop_margin": CROP_MARGIN})
+            "one_instance_per_class": self.one_instance_per_class,
+            "split": self.split, "geometric_symmetries": self.geometric_symmetries,
+            "crop_size": CROP_SIZE, "crop_margin": CROP_MARGIN})
         return opts
 
 

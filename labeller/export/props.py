@@ -3,6 +3,8 @@
     OUT/Progress-Objects-Sample/meta.pkl        {"test_split": ["mug_3", ...]}
     OUT/Progress-Objects-Sample/<class>_<k>.pkl {"data": uint8 (n, 32, 32, 3) RGB,
                                                  "labels": [int] * n}
+    OUT/md5.json            [[file name, md5], ...] of that folder: the course loaders'
+                            `object_list` for this export (docs/export.md)
     OUT/crops.h5            every candidate crop and its metadata (chosen or not)
     OUT/contact_sheet.png   random chosen crops, one row per class
     OUT/manifest.json       sources, options, counts, sha256 of every file
@@ -14,6 +16,8 @@ around the visible box with a small margin (padded black outside the image), res
 split the requested number of crops is spread evenly over the split's scenes and, within
 a scene, evenly over time, from a seeded offset. One pickle per (class, scene): `<k>`
 numbers the scenes holding candidates of that class from 1, in command-line order.
+A PROPS class without crops in a split is refused (the course notebooks need all ten)
+unless allow_short, which writes it with a warning.
 """
 
 from __future__ import annotations
@@ -22,16 +26,22 @@ import time
 from pathlib import Path
 
 from labeller.core.errors import BadInput
-from labeller.core.fileio import atomic_dir
+from labeller.core.fileio import atomic_dir, atomic_write_text
 from labeller.core.progress import ProgressFn
 from labeller.export.config import ExportConfig, ExportSummary, emit_warning
 from labeller.export.output import check_out_dir, finish_permissions, to_jsonable, write_manifest
-from labeller.export.props_candidates import SPLITS, Plan, plan_sampling, scene_candidates
+from labeller.export.props_candidates import (
+    SPLITS,
+    Plan,
+    missing_props_classes,
+    plan_sampling,
+    scene_candidates,
+)
 from labeller.export.props_crop_cache import build_crops
 from labeller.export.props_dataset import CROPS_NAME, SHEET_NAME, write_dataset
 from labeller.export.sampling import choose_test_scenes
 from labeller.export.sources import SceneSource, class_table, open_sources
-from labeller.formats.props import META_FILE, PROPS_FOLDER
+from labeller.formats.props import MD5_FILE, META_FILE, PROPS_FOLDER, md5_json, md5_list
 
 
 class ShortfallError(BadInput):
@@ -49,6 +59,14 @@ class ShortfallError(BadInput):
         for c, s, a, r in self.rows:
             lines.append(f"{c:<18} {s:<6} {a:>10} {r:>10}" + ("   short" if a < r else ""))
         return "\n".join(lines)
+
+
+def _missing_text(missing: list[tuple[str, str]]) -> str:
+    """'sugar_box (train, test), mug (test)'."""
+    by_class: dict[str, list[str]] = {}
+    for c, split in missing:
+        by_class.setdefault(c, []).append(split)
+    return ", ".join(f"{c} ({', '.join(s)})" for c, s in by_class.items())
 
 
 def _summary_lines(sources: list[SceneSource], plan: Plan, class_names: list[str],
@@ -93,10 +111,20 @@ def export_props(cfg: ExportConfig, progress: ProgressFn | None = None) -> Expor
                 for lab in plan.present for split, c in [(s, plan.counts[class_names[lab]])
                                                          for s in SPLITS]]
         raise ShortfallError(rows)
+    missing = missing_props_classes(plan, class_names, cfg)
+    if missing and not cfg.allow_short:
+        raise BadInput("SCENE", f"no crops of {_missing_text(missing)}: the course notebooks "
+                                "need all ten PROPS classes (their example grid fails on a "
+                                "missing one); add scenes that show them, lower --min-visib / "
+                                "--min-size, or pass --allow-short")
     warns: list[str] = []
     if plan.shortfall:
         emit_warning(warns, "fewer crops than requested (--allow-short): " + ", ".join(
             f"{c} {s} {a}/{r}" for c, s, a, r in plan.shortfall))
+    if missing:
+        emit_warning(warns, f"NOT USABLE AS IS IN THE COURSE NOTEBOOKS: no crops of "
+                            f"{_missing_text(missing)} (--allow-short); they need all ten "
+                            "PROPS classes and their example grid fails on a missing one")
     n_test = sum(held)
     if n_test == 0 and cfg.test_per_class > 0:
         emit_warning(warns, "one scene only: nothing is held out for testing")
@@ -108,6 +136,8 @@ def export_props(cfg: ExportConfig, progress: ProgressFn | None = None) -> Expor
         for p in scratch.iterdir():
             p.unlink()
         scratch.rmdir()
+        names = [META_FILE, *sorted(f"{n}.pkl" for n in info["pickles"])]
+        atomic_write_text(tmp / MD5_FILE, md5_json(md5_list(tmp / PROPS_FOLDER, names)))
         sources_info = []
         for s, h, c, sc in zip(sources, held, cands, crops, strict=True):
             d = s.describe()
@@ -119,7 +149,8 @@ def export_props(cfg: ExportConfig, progress: ProgressFn | None = None) -> Expor
             "export_format": "props",
             "layout": {"pickles": f"{PROPS_FOLDER}/<class>_<k>.pkl",
                        "meta": f"{PROPS_FOLDER}/{META_FILE}",
-                       "crops": CROPS_NAME, "contact_sheet": SHEET_NAME},
+                       "crops": CROPS_NAME, "contact_sheet": SHEET_NAME,
+                       "md5": MD5_FILE},
             "options": cfg.options(),
             "classes": class_names,
             "sources": sources_info,
@@ -129,6 +160,7 @@ def export_props(cfg: ExportConfig, progress: ProgressFn | None = None) -> Expor
             "pickles": info["pickles"],
             "shortfall": [{"class": c, "split": s, "available": a, "requested": r}
                           for c, s, a, r in plan.shortfall],
+            "missing_classes": [{"class": c, "split": s} for c, s in missing],
             "warnings": warns,
         }
         finish_permissions(tmp)
@@ -136,5 +168,7 @@ def export_props(cfg: ExportConfig, progress: ProgressFn | None = None) -> Expor
     lines = _summary_lines(sources, plan, class_names, bool(plan.shortfall))
     lines.append(f"pickles: {out / PROPS_FOLDER} ({len(info['pickles'])} files + {META_FILE}); "
                  f"all candidates: {out / CROPS_NAME}")
+    lines.append(f"course loaders' object_list: {out / MD5_FILE} (docs/export.md, \"use this "
+                 "export in the course notebook\")")
     return ExportSummary("props", out, lines, plan.counts, warns, out / SHEET_NAME,
                          out / "manifest.json", time.perf_counter() - t0)

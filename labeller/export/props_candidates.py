@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from labeller.core.classes import PROPS_CLASS_NAMES
 from labeller.export.config import ExportConfig
 from labeller.export.crops import crop_squares
 from labeller.export.sampling import pick_evenly, spread_quota
@@ -99,3 +100,20 @@ def plan_sampling(sources: list[SceneSource], cands: list[Candidates], class_nam
                 k += 1
                 pickle_of[(label, i)] = class_pickle_name(class_names[label], k)
     return Plan(held, chosen, pickle_of, counts, shortfall, present)
+
+
+def missing_props_classes(plan: Plan, class_names: list[str],
+                          cfg: ExportConfig) -> list[tuple[str, str]]:
+    """(class, split) of every PROPS class with no chosen crop in a split that was asked
+    for (train when train_per_class > 0; test when test_per_class > 0 and a scene is held
+    out). The course notebooks need all ten: the P1 example grid draws from every class.
+    """
+    asked = [split for split, want, has in (("train", cfg.train_per_class, not all(plan.held)),
+                                            ("test", cfg.test_per_class, any(plan.held)))
+             if want > 0 and has]
+    out = []
+    for name in class_names[:len(PROPS_CLASS_NAMES)]:
+        for split in asked:
+            if plan.counts.get(name, {}).get(split, {}).get("chosen", 0) == 0:
+                out.append((name, split))
+    return out

@@ -15,7 +15,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from labeller.core.diskspace import HDF5_OVERHEAD_BYTES, check_room
 from labeller.core.errors import BadInput
+from labeller.core.fileio import image_damage
 from labeller.core.progress import ProgressFn
 from labeller.export.config import ExportConfig
 from labeller.export.crops import CROP_MARGIN, CROP_PAD_RGB, CROP_SIZE, crop_resize
@@ -38,7 +40,15 @@ def crop_task(task: tuple) -> tuple[int, int, np.ndarray]:
     out = np.empty((n, CROP_SIZE, CROP_SIZE, 3), np.uint8)
     k = 0
     for path, squares in frames:
-        img = cv2.imread(path, cv2.IMREAD_COLOR)  # BGR; flipped once per batch below
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise BadInput(path, f"cannot read it ({exc.strerror})") from None
+        damage = image_damage(data)
+        if damage:
+            raise BadInput(path, f"damaged image ({damage})")
+        # BGR; flipped once per batch below
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             raise BadInput(path, "unreadable image (not a valid PNG/JPEG)")
         if img.shape[:2] != (H, W):
@@ -93,6 +103,11 @@ class SceneCrops:
     path: Path | None
     positions: np.ndarray
     reused: bool
+
+
+def _cache_bytes(n: int) -> int:
+    """Size of a cache file of `n` crops: the crops, keys and squares, and HDF5's own."""
+    return HDF5_OVERHEAD_BYTES + n * (CROP_SIZE * CROP_SIZE * 3 + 8 + 3 * 8)
 
 
 def _writable(d: Path) -> bool:
@@ -160,8 +175,14 @@ def build_crops(sources: list[SceneSource], cands: list[Candidates], cfg: Export
             if si not in open_files:
                 cache, key = dest[si]
                 tmp = cache.with_name(f".{cache.stem}.{os.getpid()}.tmp.h5")
-                f = h5py.File(tmp, "w")
                 n = len(cands[si])
+                # HDF5 does not survive a failed write (it crashes the process): ask for
+                # the whole file's room first and stop cleanly, naming the cache.
+                try:
+                    check_room(tmp, _cache_bytes(n), size_now=0)
+                except OSError as exc:
+                    raise OSError(exc.errno, exc.strerror, str(cache)) from None
+                f = h5py.File(tmp, "w")
                 f.attrs["key"] = key
                 f.attrs["complete"] = False
                 f.create_dataset("keys", data=cands[si].keys(sources[si].n_objects))

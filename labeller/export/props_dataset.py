@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from labeller.core.diskspace import HDF5_OVERHEAD_BYTES, check_room
 from labeller.export.config import ExportConfig
 from labeller.export.crops import CROP_MARGIN, CROP_SIZE
 from labeller.export.props_candidates import Candidates, Plan
@@ -25,6 +26,14 @@ COPY_BLOCK = 8192
 SHEET_COLS = 12
 SHEET_SCALE = 3
 SHEET_LABEL_W = 230
+# crops.h5's metadata per row (scene name, ids, boxes, scores, split and pickle columns),
+# generously: a path of a few hundred bytes plus about twenty numbers.
+META_BYTES_PER_ROW = 512
+
+
+def crops_file_bytes(n_rows: int) -> int:
+    """An upper estimate of crops.h5's size for `n_rows` crops: pixels, metadata, HDF5."""
+    return HDF5_OVERHEAD_BYTES + n_rows * (CROP_SIZE * CROP_SIZE * 3 + META_BYTES_PER_ROW)
 
 
 def contact_sheet(samples: dict[int, list[np.ndarray]], class_names: list[str],
@@ -73,6 +82,9 @@ def write_dataset(root: Path, sources: list[SceneSource], cands: list[Candidates
     samples: dict[int, list[np.ndarray]] = {lab: [] for lab in sheet_pick}
     pickles: dict[str, dict] = {}
     S = h5py.string_dtype("utf-8")  # noqa: N806
+    # HDF5 does not survive a failed write (it can crash the process): ask for the whole
+    # file's room first and stop with a clean disk error naming crops.h5.
+    check_room(root / CROPS_NAME, crops_file_bytes(N), size_now=0)
     with h5py.File(root / CROPS_NAME, "w") as out:
         out.attrs["classes"] = json.dumps(class_names)
         out.attrs["scenes"] = json.dumps([str(s.root) for s in sources])

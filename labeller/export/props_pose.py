@@ -15,13 +15,20 @@
 Scenes are split whole: the held-out ones (--test-scenes, or chosen by --seed) are `val`.
 Image ids number each split's frames from 0 in command-line order, then frame order
 (the manifest maps them back). An instance is every object of a PROPS class in view
-(px_count_all > 0), at most 10 per image as the loader asserts. obj_id is the YCB-Video
+(px_count_image > 0: some of it inside the image), at most 10 per image as the loader asserts. obj_id is the YCB-Video
 id (1, 2, 3, 4, 5, 6, 8, 9, 14, 18).
+
+Two visible objects of one class in an image: the loader keeps one mask per class (its
+`label[class]` is overwritten, the last instance wins), so the others' visible pixels
+become background. The export warns per image (log) and in the summary (how many
+pixels are lost), and `one_instance_per_class` keeps only the most visible one (most
+visible pixels) of each class.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -59,16 +66,36 @@ from labeller.formats.props_pose import (
 )
 
 FRAMES_PER_TASK = 16
+log = logging.getLogger(__name__)
 
 
-def frame_instances(src: SceneSource, row: int) -> list[int] | None:
+def frame_instances(src: SceneSource, row: int, one_per_class: bool = False) -> list[int] | None:
     """Object indices written as instances of one frame, or None when more than 10 are
-    visible (the frame is left out)."""
+    visible (the frame is left out). one_per_class: of the objects of one class keep only
+    the one with the most visible pixels (the first of equals)."""
     props = [k for k, c in enumerate(src.object_classes) if c in BY_NAME]
-    inst = [k for k in props if src.px_count_all[row, k] > 0]
+    inst = [k for k in props if src.px_count_image[row, k] > 0]
+    if one_per_class:
+        best: dict[str, int] = {}
+        for k in inst:
+            c = src.object_classes[k]
+            if c not in best or src.px_count_visib[row, k] > src.px_count_visib[row, best[c]]:
+                best[c] = k
+        inst = [k for k in inst if best[src.object_classes[k]] == k]
     if len(inst) > MAX_INSTANCES:
         inst = [k for k in inst if src.px_count_visib[row, k] > 0]
     return inst if len(inst) <= MAX_INSTANCES else None
+
+
+def repeated_classes(src: SceneSource, row: int, inst: list[int]) -> dict[str, tuple[int, int]]:
+    """Classes with two or more visible instances in a frame: class -> (visible pixels of
+    all its instances, visible pixels the course loader loses). The loader writes the
+    masks in instance order into one channel per class, so the last visible one wins."""
+    by_class: dict[str, list[int]] = {}
+    for k in inst:
+        if src.px_count_visib[row, k] > 0:
+            by_class.setdefault(src.object_classes[k], []).append(int(src.px_count_visib[row, k]))
+    return {c: (sum(px), sum(px[:-1])) for c, px in by_class.items() if len(px) > 1}
 
 
 def _imread(path: str, flags: int) -> np.ndarray:
@@ -143,6 +170,40 @@ def copy_model(src: Path, dest_dir: Path) -> list[str]:
     return [pp.MODEL_FILE]
 
 
+def _repeated_report(sources: list[SceneSource], plan: dict[str, list],
+                     warns: list[str]) -> dict:
+    """Images where the loader keeps one of several visible objects of a class: one log
+    line per image, one summary warning, and for the manifest per class {images,
+    visible_px, lost_px} and per split {image id: [classes]}."""
+    classes: dict[str, dict[str, int]] = {}
+    images: dict[str, dict[str, list[str]]] = {s: {} for s in SPLITS}
+    for split in SPLITS:
+        for im, (i, r, t, inst) in enumerate(plan[split]):
+            rep = repeated_classes(sources[i], r, inst)
+            if not rep:
+                continue
+            images[split][str(im)] = sorted(rep)
+            for c, (px, lost) in rep.items():
+                agg = classes.setdefault(c, {"images": 0, "visible_px": 0, "lost_px": 0})
+                agg["images"] += 1
+                agg["visible_px"] += px
+                agg["lost_px"] += lost
+            log.warning("%s image %d (%s frame %d): %s; the course loader keeps one mask per "
+                        "class", split, im, sources[i].name, t,
+                        ", ".join(f"{c}: {lost} of {px} visible px become background"
+                                  for c, (px, lost) in sorted(rep.items())))
+    if classes:
+        n = sum(len(v) for v in images.values())
+        per_class = ", ".join(
+            f"{c} in {a['images']} image(s), {100.0 * a['lost_px'] / max(a['visible_px'], 1):.1f} "
+            "% of its visible pixels" for c, a in sorted(classes.items()))
+        emit_warning(warns, f"{n} image(s) show two or more visible objects of one class; the "
+                            "course loader keeps one mask per class, so the others become "
+                            f"background ({per_class}); --one-instance-per-class keeps only "
+                            "the most visible one")
+    return {"classes": classes, "images": images}
+
+
 def export_props_pose(cfg: ExportConfig, progress: ProgressFn | None = None) -> ExportSummary:
     """Write `cfg.scenes` as a PROPS-Pose dataset into `cfg.out` (see the module doc)."""
     t0 = time.perf_counter()
@@ -183,6 +244,7 @@ def export_props_pose(cfg: ExportConfig, progress: ProgressFn | None = None) -> 
     # image ids, instances, JSON
     plan: dict[str, list] = {s: [] for s in SPLITS}   # (scene index, row, frame id, inst)
     skipped = {"flagged": 0, "too_many_instances": 0}
+    dropped = 0  # instances left out by one_instance_per_class
     for i, src in enumerate(sources):
         split = "val" if held[i] else "train"
         flagged_any = (np.asarray(src.flagged.any(axis=1)) if src.n_objects
@@ -191,10 +253,14 @@ def export_props_pose(cfg: ExportConfig, progress: ProgressFn | None = None) -> 
             if flagged_any[r] and not cfg.keep_flagged:
                 skipped["flagged"] += 1
                 continue
-            inst = frame_instances(src, r)
+            inst = frame_instances(src, r, cfg.one_instance_per_class)
             if inst is None:
                 skipped["too_many_instances"] += 1
                 continue
+            if cfg.one_instance_per_class:  # the objects in view beyond one per class
+                in_view = [c for k, c in enumerate(src.object_classes)
+                           if c in BY_NAME and src.px_count_image[r, k] > 0]
+                dropped += len(in_view) - len(set(in_view))
             plan[split].append((i, r, int(src.frame_ids[r]), inst))
     if skipped["too_many_instances"]:
         emit_warning(warns, f"{skipped['too_many_instances']} frame(s) with more than "
@@ -206,6 +272,10 @@ def export_props_pose(cfg: ExportConfig, progress: ProgressFn | None = None) -> 
                                 "label; review them or pass --keep-flagged)")
     counts: dict = {s: {"images": len(plan[s]), "instances": 0} for s in SPLITS}
     counts["skipped_frames"] = skipped
+    if cfg.one_instance_per_class:
+        counts["dropped_instances"] = dropped
+    repeated = _repeated_report(sources, plan, warns)
+    counts["repeated_classes"] = repeated["classes"]
     image_sources: dict[str, dict[str, list]] = {s: {} for s in SPLITS}
     with atomic_dir(out, overwrite=cfg.overwrite) as tmp:
         root = tmp / DATASET_DIR
@@ -270,7 +340,8 @@ def export_props_pose(cfg: ExportConfig, progress: ProgressFn | None = None) -> 
             "sources": [{**s.describe(), "split": "val" if h else "train"}
                         for s, h in zip(sources, held, strict=True)],
             "counts": counts, "models": model_files, "attribution": attribution,
-            "image_sources": image_sources, "warnings": warns,
+            "image_sources": image_sources, "repeated_class_images": repeated["images"],
+            "warnings": warns,
         }
         finish_permissions(tmp)
         write_manifest(tmp, to_jsonable(body), hashes)
@@ -284,5 +355,8 @@ def export_props_pose(cfg: ExportConfig, progress: ProgressFn | None = None) -> 
     if skipped["flagged"]:
         lines.append(f"left out {skipped['flagged']} frame(s) with flagged labels "
                      "(--keep-flagged keeps them)")
+    if cfg.one_instance_per_class:
+        lines.append(f"--one-instance-per-class: left out {dropped} less visible instance(s) "
+                     "of a class already in their image")
     return ExportSummary("props-pose", out, lines, counts, warns, None, out / "manifest.json",
                          time.perf_counter() - t0)

@@ -83,7 +83,8 @@ def open_scene_source(root: str | os.PathLike, index: int = 0) -> SceneSource:
     """Open a scene and read its labels.h5, checked.
 
     Raises SceneError / FormatError naming the file: no labels yet, a run that did not
-    finish, another format or version, or labels for another frame size.
+    finish, another format or version, labels for another frame size, or labels of an
+    earlier annotations.json (the labels record its sha256).
     """
     from labeller.formats.labels import Labels
 
@@ -103,6 +104,11 @@ def open_scene_source(root: str | os.PathLike, index: int = 0) -> SceneSource:
             T_world_cam=np.asarray(lab.T_world_cam, np.float64).reshape(-1, 4, 4),
             arrays=lab.arrays)
         w, h = lab.width, lab.height
+        labelled_sha = str(lab.attrs["annotations_sha256"])
+    ann = scene.paths.annotations
+    if ann.is_file() and sha256_file(ann) != labelled_sha:
+        raise SceneError(ann, f"changed since `labeller propagate` wrote {path.name}; run "
+                              f"`labeller propagate {root}` again")
     cam = scene.camera
     if (w, h) != (cam.width, cam.height):
         raise FormatError(path, f"labels are for {w}x{h} frames but the scene's camera is "

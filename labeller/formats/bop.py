@@ -6,6 +6,8 @@ One codec for both directions: `labeller export --format bop` writes through it 
     camera.json                              the dataset's camera (`dataset_camera_text`)
     models/obj_{obj_id:06d}.ply              mesh in millimetres (`ply_mm_text`)
     models/models_info.json                  diameter, min_x.., size_x.. (mm), symmetries
+    models_eval/                             the models the toolkit's evaluation reads
+                                             (eval_bop19_pose): same files, own models_info
     {split}/{scene_id:06d}/rgb/{im_id:06d}.png|jpg
                            depth/{im_id:06d}.png
                            mask/{im_id:06d}_{gt:06d}.png        object alone, 0/255
@@ -45,11 +47,17 @@ MM_PER_M = 1000.0  # BOP files are in millimetres; our scenes and labels in metr
 
 DATASET_CAMERA = "camera.json"
 MODELS_DIR = "models"
+# The BOP toolkit evaluates against models_eval/ (its eval scripts read
+# models_eval/models_info.json); BOP datasets ship decimated meshes there, we the same ones.
+MODELS_EVAL_DIR = "models_eval"
 MODELS_INFO = "models_info.json"
 SCENE_CAMERA = "scene_camera.json"
 SCENE_GT = "scene_gt.json"
 SCENE_GT_INFO = "scene_gt_info.json"
 TEST_TARGETS = "test_targets_bop19.json"
+# Written into a scene by `labeller import bop`: the BOP image id of every frame, so that
+# `labeller export --format bop` gives the images their original ids back.
+IMAGE_IDS_FILE = "bop_image_ids.txt"
 IMAGE_DIRS = ("rgb", "depth", "mask", "mask_visib")
 # rgb/ and depth/ images are named by image id
 IMAGE_FILE_RE = re.compile(r"^(\d+)\.(png|jpg|jpeg|tif)$", re.IGNORECASE)
@@ -171,26 +179,52 @@ def test_targets_text(targets: list[dict]) -> str:
     return "[\n" + ",\n".join("  " + json.dumps(t, sort_keys=True) for t in targets) + "\n]\n"
 
 
-def symmetries(class_name: str, vertices_mm: np.ndarray) -> dict:
+def _turn_matrix(axis: np.ndarray, angle_deg: float) -> np.ndarray:
+    """(3, 3) rotation by `angle_deg` about the unit `axis` (Rodrigues)."""
+    a = np.radians(angle_deg)
+    x, y, z = axis
+    K = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return np.eye(3) + np.sin(a) * K + (1.0 - np.cos(a)) * (K @ K)
+
+
+def symmetries(class_name: str, vertices_mm: np.ndarray, geometric: bool = False) -> dict:
     """models_info symmetry fields from the per-class table (labeller.core.classes).
 
-    A class with a `symmetry_axis` (the cans about z, the marker about y) turns freely
-    about that axis, through the centre of the model's bounding box: BOP's
-    `symmetries_continuous` [{"axis": [x, y, z], "offset": [x, y, z] mm}]. No class has
-    a discrete symmetry once its texture is taken into account. vertices_mm: (V, 3).
+    By default the symmetries of the textured object, as the BOP ycbv models_info.json
+    declares them (`appearance_turns`: the master chef can and the marker turn 180
+    degrees about their axis; a printed label breaks the other cans' shape symmetry):
+    BOP's `symmetries_discrete`, each a 4x4 row-major [R t; 0 1] with t in mm, the axis
+    through the centre of the model's bounding box. With `geometric` the shape-only
+    table instead: a class with a `symmetry_axis` (the cans about z, the marker about y)
+    turns freely about it: `symmetries_continuous` [{"axis": [x, y, z], "offset":
+    [x, y, z] mm}]. vertices_mm: (V, 3) model frame, mm.
     """
     cls = BY_NAME.get(class_name)
-    if cls is None or cls.symmetry_axis is None:
+    if cls is None:
         return {}
-    axis = np.asarray(cls.symmetry_axis, np.float64)
     centre = (vertices_mm.min(0) + vertices_mm.max(0)) / 2.0
-    offset = centre - axis * float(centre @ axis)  # the point of the axis nearest the origin
-    return {"symmetries_continuous": [{"axis": axis.tolist(),
-                                       "offset": [round(float(v), 6) for v in offset]}]}
+    if geometric:
+        if cls.symmetry_axis is None:
+            return {}
+        axis = np.asarray(cls.symmetry_axis, np.float64)
+        offset = centre - axis * float(centre @ axis)  # the point of the axis nearest the origin
+        return {"symmetries_continuous": [{"axis": axis.tolist(),
+                                           "offset": [round(float(v), 6) for v in offset]}]}
+    if not cls.appearance_turns:
+        return {}
+    out = []
+    for turn_axis, angle_deg in cls.appearance_turns:
+        T = np.eye(4)
+        T[:3, :3] = _turn_matrix(np.asarray(turn_axis, np.float64), angle_deg)
+        T[:3, 3] = centre - T[:3, :3] @ centre  # turn about the axis through the centre
+        out.append([round(float(v), 6) + 0.0 for v in T.reshape(-1)])
+    return {"symmetries_discrete": out}
 
 
-def model_info(class_name: str, vertices_m: np.ndarray, diameter_m: float) -> dict:
-    """One models_info.json entry: diameter, bounding box (mm) and symmetries.
+def model_info(class_name: str, vertices_m: np.ndarray, diameter_m: float,
+               geometric_symmetries: bool = False) -> dict:
+    """One models_info.json entry: diameter, bounding box (mm) and symmetries
+    (`symmetries`; `geometric_symmetries` picks the shape-only table).
 
     vertices_m: (V, 3) in the model frame, metres.
     """
@@ -200,8 +234,44 @@ def model_info(class_name: str, vertices_m: np.ndarray, diameter_m: float) -> di
             "min_x": round(float(lo[0]), 6), "min_y": round(float(lo[1]), 6),
             "min_z": round(float(lo[2]), 6), "size_x": round(float(hi[0] - lo[0]), 6),
             "size_y": round(float(hi[1] - lo[1]), 6), "size_z": round(float(hi[2] - lo[2]), 6)}
-    info.update(symmetries(class_name, v))
+    info.update(symmetries(class_name, v, geometric_symmetries))
     return info
+
+
+def image_ids_text(image_ids: dict[int, int]) -> str:
+    """bop_image_ids.txt: "frame_id image_id" per line, frame order."""
+    lines = ["# frame_id bop_image_id (labeller import bop)"]
+    lines += [f"{t} {image_ids[t]}" for t in sorted(image_ids)]
+    return "\n".join(lines) + "\n"
+
+
+def read_image_ids(path: Path) -> dict[int, int] | None:
+    """frame id -> BOP image id from a scene's bop_image_ids.txt; None when absent.
+
+    Raises FormatError naming the line when a line is not two integers >= 0, or when a
+    frame or an image id repeats.
+    """
+    if not path.is_file():
+        return None
+    out: dict[int, int] = {}
+    seen: set[int] = set()
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        try:
+            t, im = (int(p) for p in parts) if len(parts) == 2 else (-1, -1)
+        except ValueError:
+            t, im = -1, -1
+        if t < 0 or im < 0:
+            raise FormatError(f"{path}: line {n}", f"expected 'frame_id image_id' (two "
+                                                   f"integers >= 0), got {line!r}")
+        if t in out or im in seen:
+            raise FormatError(f"{path}: line {n}", f"frame {t} or image id {im} repeats")
+        out[t] = im
+        seen.add(im)
+    return out
 
 
 def ply_mm_text(vertices_m: np.ndarray, normals: np.ndarray, triangles: np.ndarray,
@@ -308,6 +378,9 @@ def convert_model_mm_to_m(src: Path, dest: Path) -> None:
     """Write the BOP model `src` (mm) scaled to metres as PLY `dest` (vertex colours kept)."""
     import open3d as o3d
 
+    from labeller.formats.models import check_model_file
+
+    check_model_file(src)  # a crafted PLY must not reach Open3D's reader
     mesh = o3d.io.read_triangle_mesh(src)
     if len(mesh.vertices) == 0 or len(mesh.triangles) == 0:
         raise BadInput(src, "not a readable triangle mesh")

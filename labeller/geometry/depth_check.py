@@ -77,7 +77,12 @@ def classify_pixels(dist_model: np.ndarray, front: np.ndarray, dist_sensor: np.n
 
 @dataclass
 class ObjectMeasure:
-    """BOP gt_info counts, boxes (full image coordinates) and the consistency score."""
+    """BOP gt_info counts, boxes (full image coordinates) and the consistency score.
+
+    px_count_all and bbox_obj cover the whole silhouette, also outside the image (the BOP
+    toolkit's 3x canvas, `SilhouetteExtent`); px_count_image is the part inside the image
+    (the full mask labels.h5 stores).
+    """
 
     px_count_all: int = 0
     px_count_valid: int = 0
@@ -90,6 +95,22 @@ class ObjectMeasure:
     score: float = float("nan")
     median_abs_dz_m: float = float("nan")
     score_fract: float = 0.0
+    px_count_image: int = 0
+
+
+@dataclass(frozen=True)
+class SilhouetteExtent:
+    """An object's whole silhouette on the BOP toolkit's 3x canvas (calc_gt_info renders
+    on a canvas three times the image in each direction, the image in the middle, so the
+    part of an object cut by the image border still counts).
+
+    n_pixels: silhouette pixels on the canvas; box: [x, y, w, h] in image pixel
+    coordinates (x or y < 0, or x + w >= width, where the silhouette leaves the image),
+    w = x_max - x_min as `labeller.geometry.render.mask_bbox`; (-1, -1, -1, -1) if empty.
+    """
+
+    n_pixels: int
+    box: tuple[int, int, int, int]
 
 
 def _offset_box(box: list[int], roi: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -98,34 +119,54 @@ def _offset_box(box: list[int], roi: tuple[int, int, int, int]) -> tuple[int, in
     return (box[0] + roi[0], box[1] + roi[1], box[2], box[3])
 
 
+def silhouette_extent(roi: tuple[int, int, int, int], hit: np.ndarray) -> SilhouetteExtent:
+    """The extent of a silhouette `hit` (h, w) bool cast over `roi` (x, y, w, h), where the
+    ROI may reach outside the image (negative x, y)."""
+    ys, xs = np.nonzero(hit)
+    if len(xs) == 0:
+        return SilhouetteExtent(0, (-1, -1, -1, -1))
+    x0, y0 = int(xs.min()) + roi[0], int(ys.min()) + roi[1]
+    return SilhouetteExtent(len(xs), (x0, y0, int(xs.max()) + roi[0] - x0,
+                                      int(ys.max()) + roi[1] - y0))
+
+
 def measure(roi: tuple[int, int, int, int], dist_model: np.ndarray, code: np.ndarray,
-            dist_sensor: np.ndarray) -> tuple[ObjectMeasure, np.ndarray]:
+            dist_sensor: np.ndarray, extent: SilhouetteExtent | None = None
+            ) -> tuple[ObjectMeasure, np.ndarray]:
     """Counts, boxes and score of one object from its pixel classes; also its visible mask.
 
-    Definitions (bop_toolkit calc_gt_info, bop19): px_count_all = pixels of the
-    object-alone render; px_count_valid = of those, sensor depth > 0; px_count_visib =
-    visible pixels (classes AGREE, MODEL_IN_FRONT, NO_DEPTH); visib_fract =
-    visib / all (0 when all = 0). Score = AGREE / (AGREE + MODEL_IN_FRONT + MODEL_BEHIND),
-    NaN when nothing is scored; median_abs_dz_m = median |d_model - d_sensor| over
-    those scored pixels; score_fract = scored / px_count_all.
+    Definitions (the BOP toolkit's calc_gt_info with bop19 visibility, checked against it
+    in tests/test_export_bop_toolkit.py): px_count_all = pixels of the object-alone render
+    on the 3x canvas (`extent`; without one, the pixels inside the ROI); px_count_valid =
+    of those inside the image, sensor depth > 0; px_count_visib = visible pixels (classes
+    AGREE, MODEL_IN_FRONT, NO_DEPTH); visib_fract = visib / all (0 when all = 0);
+    bbox_obj = the box of the whole silhouette (`extent.box`, may leave the image) and,
+    as the toolkit, (-1, -1, -1, -1) when no pixel is visible; bbox_visib = the box of
+    the visible pixels. Score = AGREE / (AGREE + MODEL_IN_FRONT + MODEL_BEHIND), NaN
+    when nothing is scored; median_abs_dz_m = median |d_model - d_sensor| over those
+    scored pixels; score_fract = scored / the silhouette pixels inside the image (what
+    the flag rule compares; a border cut does not lower it).
     Returns (measure, visible mask (h, w) bool).
     """
     hit = dist_model > 0
     visib = (code == AGREE) | (code == MODEL_IN_FRONT) | (code == NO_DEPTH)
     scored = (code == AGREE) | (code == MODEL_IN_FRONT) | (code == MODEL_BEHIND)
+    if extent is None:
+        extent = silhouette_extent(roi, hit)
     m = ObjectMeasure()
-    m.px_count_all = int(hit.sum())
+    m.px_count_image = int(hit.sum())
+    m.px_count_all = extent.n_pixels
     m.px_count_valid = int((hit & (dist_sensor > 0)).sum())
     m.px_count_visib = int(visib.sum())
     m.visib_fract = m.px_count_visib / m.px_count_all if m.px_count_all else 0.0
-    m.bbox_obj = _offset_box(mask_bbox(hit), roi)
+    m.bbox_obj = extent.box if m.px_count_visib else (-1, -1, -1, -1)
     m.bbox_visib = _offset_box(mask_bbox(visib), roi)
     m.n_scored = int(scored.sum())
     m.n_agree = int((code == AGREE).sum())
     if m.n_scored:
         m.score = m.n_agree / m.n_scored
         m.median_abs_dz_m = float(np.median(np.abs(dist_model[scored] - dist_sensor[scored])))
-    m.score_fract = m.n_scored / m.px_count_all if m.px_count_all else 0.0
+    m.score_fract = m.n_scored / m.px_count_image if m.px_count_image else 0.0
     return m, visib
 
 

@@ -168,9 +168,13 @@ def projected_bbox(camera: CameraIntrinsics, T_cam_obj: np.ndarray, model: Objec
 
 
 def mask_bbox(mask: np.ndarray) -> list[int]:
-    """BOP box [x, y, w, h] of a boolean mask (w = x_max - x_min + 1); [-1, -1, -1, -1] if empty."""
+    """BOP box [x, y, w, h] of a boolean mask; [-1, -1, -1, -1] if empty.
+
+    w = x_max - x_min and h = y_max - y_min over the pixel indices, exactly as the BOP
+    toolkit's `misc.calc_2d_bbox` (so a one-pixel mask has w = h = 0).
+    """
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
         return [-1, -1, -1, -1]
     x0, x1, y0, y1 = int(xs.min()), int(xs.max()), int(ys.min()), int(ys.max())
-    return [x0, y0, x1 - x0 + 1, y1 - y0 + 1]
+    return [x0, y0, x1 - x0, y1 - y0]

@@ -1,4 +1,4 @@
-"""The export dialog: propagate + export (props / props-pose / bop) in the background, with
+"""The export dialog: propagate + export (any `labeller export` format) in the background, with
 progress and cancel, and the contact sheet (props) when done.
 
 It runs the stages themselves (`labeller.propagate.run`, then `labeller.export.run`,
@@ -33,9 +33,8 @@ from PySide6.QtWidgets import (
 
 from labeller.annotate.document import DocumentModel
 from labeller.core.progress import ProgressFn
+from labeller.export.config import FORMATS
 from labeller.gui.tasks import BackgroundTask
-
-FORMATS = ("props", "props-pose", "bop")
 
 
 class ExportDialog(QDialog):

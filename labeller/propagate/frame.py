@@ -27,13 +27,15 @@ from labeller.geometry.depth_check import (
     MODEL_IN_FRONT,
     NO_DEPTH,
     ObjectMeasure,
+    SilhouetteExtent,
     classify_pixels,
     depth_normals,
     measure,
     ray_length_factor,
+    silhouette_extent,
 )
 from labeller.geometry.icp import IcpSettings, icp_candidate
-from labeller.geometry.render import ObjectRenderer, Render
+from labeller.geometry.render import ObjectRenderer
 
 # The ICP correction must raise the score by more than this to be accepted (a tie is
 # no evidence that the correction is better).
@@ -41,6 +43,10 @@ MIN_SCORE_GAIN = 1e-6
 
 # An object's region of interest in the image: (x, y, w, h) pixels.
 Roi = tuple[int, int, int, int]
+# Objects are cast on a canvas this many times the image in each direction, the image in
+# the middle, so that px_count_all and bbox_obj cover the part of an object cut by the
+# image border, exactly as the BOP toolkit's calc_gt_info (it renders on a 3x canvas).
+CANVAS_FACTOR = 3
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,7 @@ class ObjectView:
     """One object in one frame: its ROI, alone-render distances, pixel classes, measures.
 
     roi is None when the object projects nowhere into the image (then so are the arrays);
-    the arrays cover the ROI, (h, w).
+    the arrays cover the ROI, (h, w). extent: the whole silhouette on the 3x canvas.
     """
 
     roi: Roi | None
@@ -75,6 +81,7 @@ class ObjectView:
     visib: np.ndarray | None = None  # (h, w) bool
     depth_z: np.ndarray | None = None  # (h, w) float32 camera-frame z of the hit in metres
     m: ObjectMeasure = field(default_factory=ObjectMeasure)
+    extent: SilhouetteExtent = SilhouetteExtent(0, (-1, -1, -1, -1))
 
 
 def roi_slices(roi: Roi) -> tuple[slice, slice]:
@@ -101,7 +108,9 @@ class FrameLabeller:
 
     # -- casting ------------------------------------------------------------------------
     def footprint(self, i: int, T_cam_obj: np.ndarray) -> tuple[Roi, np.ndarray | None] | None:
-        """Where object i can appear: (roi (x, y, w, h), mask (h, w) bool | None) or None.
+        """Where object i can appear on the 3x canvas: (roi (x, y, w, h), mask (h, w) bool
+        | None) or None. The ROI is in image pixel coordinates and may reach outside the
+        image (x, y from -width, -height up to 2 width - 1, 2 height - 1).
 
         The ROI is the box of the model's projected convex hull (never smaller than the
         object's silhouette, usually much smaller than `projected_bbox`'s box of the
@@ -109,16 +118,18 @@ class FrameLabeller:
         one pixel, so only rays that can hit the object are cast.
         """
         cam = self.camera
+        lo_x, lo_y = -cam.width, -cam.height  # the canvas around the image
+        hi_x, hi_y = (CANVAS_FACTOR - 1) * cam.width - 1, (CANVAS_FACTOR - 1) * cam.height - 1
         p = transform_points(T_cam_obj, self.hulls[i])
         if np.all(p[:, 2] <= 1e-6):
             return None
-        if np.any(p[:, 2] <= 1e-6):
-            return (0, 0, cam.width, cam.height), None  # straddles the camera plane: cast all
+        if np.any(p[:, 2] <= 1e-6):  # straddles the camera plane: cast the whole canvas
+            return (lo_x, lo_y, hi_x - lo_x + 1, hi_y - lo_y + 1), None
         uv = cam.project(p)
-        x0 = max(int(np.floor(uv[:, 0].min())) - 1, 0)
-        y0 = max(int(np.floor(uv[:, 1].min())) - 1, 0)
-        x1 = min(int(np.ceil(uv[:, 0].max())) + 1, cam.width - 1)
-        y1 = min(int(np.ceil(uv[:, 1].max())) + 1, cam.height - 1)
+        x0 = max(int(np.floor(uv[:, 0].min())) - 1, lo_x)
+        y0 = max(int(np.floor(uv[:, 1].min())) - 1, lo_y)
+        x1 = min(int(np.ceil(uv[:, 0].max())) + 1, hi_x)
+        y1 = min(int(np.ceil(uv[:, 1].max())) + 1, hi_y)
         if x1 < x0 or y1 < y0:
             return None
         w, h = x1 - x0 + 1, y1 - y0 + 1
@@ -129,15 +140,30 @@ class FrameLabeller:
         return (x0, y0, w, h), grown.astype(bool)
 
     def _cast(self, i: int, T_world_cam: np.ndarray, T_cam_obj: np.ndarray
-              ) -> tuple[Roi, np.ndarray, Render] | None:
-        """Object i alone, inside its footprint: (roi, ray distance (h, w) m, render) or None."""
+              ) -> tuple[Roi | None, np.ndarray, np.ndarray, SilhouetteExtent] | None:
+        """Object i alone, inside its footprint on the 3x canvas, or None when it projects
+        nowhere there.
+
+        Returns (roi: the footprint's part inside the image, None when the object is only
+        outside it; ray distance (h, w) m and camera z (h, w) m over that roi; the extent
+        of the whole silhouette on the canvas).
+        """
         fp = self.footprint(i, T_cam_obj)
         if fp is None:
             return None
-        roi, mask = fp
-        r = self.renderer.render(self.camera, T_world_cam, roi=roi, only=self.ids[i], mask=mask)
+        (cx, cy, cw, ch), mask = fp
+        r = self.renderer.render(self.camera, T_world_cam, roi=(cx, cy, cw, ch),
+                                 only=self.ids[i], mask=mask)
+        extent = silhouette_extent((cx, cy, cw, ch), r.depth > 0)
+        x0, y0 = max(cx, 0), max(cy, 0)
+        x1, y1 = min(cx + cw, self.camera.width), min(cy + ch, self.camera.height)
+        if x1 <= x0 or y1 <= y0:
+            empty = np.zeros((0, 0), np.float32)
+            return None, empty, empty, extent
+        roi = (x0, y0, x1 - x0, y1 - y0)
+        depth_z = r.depth[y0 - cy:y1 - cy, x0 - cx:x1 - cx]
         ys, xs = roi_slices(roi)
-        return roi, r.depth * self.factor[ys, xs], r
+        return roi, depth_z * self.factor[ys, xs], depth_z, extent
 
     def analyse(self, T_world_cam: np.ndarray, depth_m: np.ndarray
                 ) -> tuple[np.ndarray, list[ObjectView], np.ndarray, np.ndarray, np.ndarray]:
@@ -158,8 +184,12 @@ class FrameLabeller:
             if c is None:
                 views.append(ObjectView(None))
                 continue
-            roi, dist, r = c
-            v = ObjectView(roi, dist, depth_z=r.depth)
+            roi, dist, depth_z, extent = c
+            if roi is None:  # only outside the image: counted, never visible (as the toolkit)
+                views.append(ObjectView(None, extent=extent,
+                                        m=ObjectMeasure(px_count_all=extent.n_pixels)))
+                continue
+            v = ObjectView(roi, dist, depth_z=depth_z, extent=extent)
             views.append(v)
             # Nearest surface wins; a strict "<" leaves ties to the earlier object, so the
             # result does not depend on anything but annotation order.
@@ -176,7 +206,7 @@ class FrameLabeller:
             front = ibuf[ys, xs] == self.ids[i]
             v.code = classify_pixels(v.dist_model, front, dist_s[ys, xs], self.job.delta_m,
                                      self.job.occlusion_margin_m)
-            v.m, v.visib = measure(v.roi, v.dist_model, v.code, dist_s[ys, xs])
+            v.m, v.visib = measure(v.roi, v.dist_model, v.code, dist_s[ys, xs], v.extent)
         return T_cam_obj, views, dist_s, ibuf, zbuf
 
     # -- one frame ------------------------------------------------------------------------
@@ -199,11 +229,12 @@ class FrameLabeller:
             arrays["px_count_all"][i] = m.px_count_all
             arrays["px_count_valid"][i] = m.px_count_valid
             arrays["px_count_visib"][i] = m.px_count_visib
+            arrays["px_count_image"][i] = m.px_count_image
             arrays["visib_fract"][i] = m.visib_fract
             arrays["score"][i] = m.score
             arrays["median_abs_dz_m"][i] = m.median_abs_dz_m
             arrays["score_fract"][i] = m.score_fract
-            if v.roi is None or m.px_count_all == 0:
+            if v.roi is None or m.px_count_image == 0:
                 full_z.append(None)
                 continue
             assert v.dist_model is not None  # set together with the roi
@@ -275,7 +306,9 @@ class FrameLabeller:
         c = self._cast(i, T_world_cam_i, T_cam_obj_i)
         if c is None:
             return ObjectMeasure()
-        roi, dist, _ = c
+        roi, dist, _, extent = c
+        if roi is None:
+            return ObjectMeasure(px_count_all=extent.n_pixels)
         x0, y0, w, h = roi
         # Front-most as in analyse(): nearer than every other object, ties to the earlier one.
         before = np.full(dist.shape, np.inf, np.float32)  # objects annotated before i
@@ -297,5 +330,5 @@ class FrameLabeller:
         ys, xs = roi_slices(roi)
         code = classify_pixels(dist, front, dist_s[ys, xs], self.job.delta_m,
                                self.job.occlusion_margin_m)
-        m, _ = measure(roi, dist, code, dist_s[ys, xs])
+        m, _ = measure(roi, dist, code, dist_s[ys, xs], extent)
         return m

@@ -23,7 +23,7 @@ class ObjectSummary:
 
     id: int
     class_name: str
-    frames_in_view: int  # px_count_all > 0
+    frames_in_view: int  # px_count_image > 0 (some of it inside the image)
     frames_visible: int  # visib_fract >= 0.1
     mean_visib_fract: float  # over frames in view
     median_score: float  # over frames with a score
@@ -103,7 +103,7 @@ def summarise(labels: Labels, cfg: PropagateConfig, overlays: list[Path], resume
     A = labels.arrays
     objs = []
     for i, o in enumerate(labels.objects):
-        inview = A["px_count_all"][:, i] > 0
+        inview = A["px_count_image"][:, i] > 0
         sc = A["score"][:, i]
         objs.append(ObjectSummary(
             o.id, o.class_name, int(inview.sum()), int((A["visib_fract"][:, i] >= 0.1).sum()),
