@@ -41,26 +41,60 @@ def kitchen(tmp_path_factory) -> tuple[Path, Path]:
     return src, dest
 
 
-def test_7scenes_real_clip_layout_and_poses(kitchen):
+@pytest.fixture(scope="module")
+def kitchen_unregistered(kitchen, tmp_path_factory) -> tuple[Path, Path]:
+    src, _ = kitchen
+    dest = tmp_path_factory.mktemp("imp") / "kitchen_unregistered"
+    assert cli(["import", "7scenes", str(src), str(dest), "--no-register"]) == 0
+    return src, dest
+
+
+def _relative_source_pose(src: Path, t: int, T_colour_depth: np.ndarray) -> np.ndarray:
+    """inv(T_world_cam(0)) @ T_world_cam(t) of the camera `T_colour_depth` away from the
+    depth camera KinectFusion tracked."""
+    P0, Pt = (np.loadtxt(src / f"frames/frame-{i:06d}.pose.txt") @ inv_pose(T_colour_depth)
+              for i in (0, t))
+    return np.linalg.inv(P0) @ Pt
+
+
+def test_7scenes_real_clip_layout_and_poses(kitchen, capsys):
+    from labeller.importers.sevenscenes import KINECT_V1_T_COLOUR_DEPTH
+
     src, dest = kitchen
     scene = Scene(dest)
     assert scene.n_frames == 60
-    assert scene.camera == CameraIntrinsics(640, 480, 585.0, 585.0, 320.0, 240.0, 1000.0)
+    # 7-Scenes gives only the depth camera's K: the scene is the Kinect v1 colour camera's.
+    assert scene.camera == CameraIntrinsics(640, 480, 525.0, 525.0, 319.5, 239.5, 1000.0)
     # Colour frames are copied byte-identical and renumbered in sorted order.
     src_jpg = src / "frames/frame-000007.color.jpg"
     assert (dest / "rgb/000007.jpg").read_bytes() == src_jpg.read_bytes()
     gt = scene.gt_trajectory()
     assert gt is not None and gt.frame_ids == list(range(60))
     np.testing.assert_allclose(gt[0], np.eye(4), atol=1e-9)
-    # Re-anchored: relative motion equals the source's T_world_cam poses.
-    P0 = np.loadtxt(src / "frames/frame-000000.pose.txt")
-    P30 = np.loadtxt(src / "frames/frame-000030.pose.txt")
-    np.testing.assert_allclose(gt[30], np.linalg.inv(P0) @ P30, atol=1e-3)
+    # Re-anchored, and moved from KinectFusion's depth camera to the colour camera.
+    want = _relative_source_pose(src, 59, KINECT_V1_T_COLOUR_DEPTH)
+    np.testing.assert_allclose(gt[59], want, atol=5e-4)  # KinectFusion R off by ~1e-4
+    # The 2.5 cm lever arm moves the colour camera 1.9 mm further than the depth camera.
+    assert np.abs(_relative_source_pose(src, 59, np.eye(4)) - want).max() > 1.5e-3
     assert not scene.paths.timestamps.exists()
+    assert cli(["info", str(dest)]) == 0
+    assert ("depth registered into the colour camera at import (the Kinect v1 default "
+            "calibration)") in capsys.readouterr().out
 
 
-def test_7scenes_depth_65535_becomes_zero(kitchen):
-    src, dest = kitchen
+def test_7scenes_no_register_keeps_the_depth_camera(kitchen_unregistered, capsys):
+    src, dest = kitchen_unregistered
+    scene = Scene(dest)
+    assert scene.camera == CameraIntrinsics(640, 480, 585.0, 585.0, 320.0, 240.0, 1000.0)
+    gt = scene.gt_trajectory()
+    assert gt is not None
+    np.testing.assert_allclose(gt[30], _relative_source_pose(src, 30, np.eye(4)), atol=1e-3)
+    assert cli(["info", str(dest)]) == 0
+    assert "not registered (--no-register)" in capsys.readouterr().out
+
+
+def test_7scenes_depth_65535_becomes_zero(kitchen, kitchen_unregistered):
+    src, dest = kitchen_unregistered
     for t in range(60):
         raw = cv2.imread(str(src / f"frames/frame-{t:06d}.depth.png"), cv2.IMREAD_UNCHANGED)
         if (raw == 65535).any():
@@ -68,6 +102,10 @@ def test_7scenes_depth_65535_becomes_zero(kitchen):
             assert not (out == 65535).any()
             assert (out[raw == 65535] == 0).all()
             np.testing.assert_array_equal(out[raw != 65535], raw[raw != 65535])
+            # Registered, no "no measurement" becomes a far point: nothing lies beyond
+            # the farthest measurement (plus the 2.5 cm between the cameras).
+            registered = Scene(kitchen[1]).depth_raw(t)
+            assert 0 < registered.max() <= raw[raw != 65535].max() + 25
             return
     pytest.fail("the clip has no 65535 depth pixel: the test cannot check the conversion")
 
@@ -130,6 +168,22 @@ def test_7scenes_default_intrinsics_and_hard_links(tmp_path, capsys):
     assert (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
 
 
+def test_7scenes_layout_from_another_camera_is_not_given_kinect_defaults(tmp_path, capsys):
+    # Another rig's K in camera-intrinsics.txt, or --intrinsics: that K for both images,
+    # depth as it is (the Kinect v1 calibration is only right for the 7-Scenes camera).
+    src = _mini_7scenes(tmp_path / "src", n=2)
+    np.savetxt(src / "camera-intrinsics.txt", [[600.0, 0, 321], [0, 600.0, 241], [0, 0, 1]])
+    for args, K in (([], (600.0, 600.0, 321.0, 241.0)),
+                    (["--intrinsics", "585", "585", "320", "240"], (585.0, 585.0, 320.0, 240.0))):
+        dest = tmp_path / f"scene{len(args)}"
+        assert cli(["import", "7scenes", str(src), str(dest), *args]) == 0
+        assert "depth not registered: 7-Scenes colour and depth come from two cameras" in \
+            capsys.readouterr().out
+        assert Scene(dest).camera == CameraIntrinsics(640, 480, *K, 1000.0)
+        raw = cv2.imread(str(src / "seq-01/frame-000001.depth.png"), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(Scene(dest).depth_raw(1), np.where(raw == 65535, 0, raw))
+
+
 def test_import_never_overwrites_an_existing_scene(tmp_path, capsys):
     src = _mini_7scenes(tmp_path / "src")
     dest = tmp_path / "scene"
@@ -148,7 +202,7 @@ def test_importer_failing_midway_leaves_no_half_written_scene(tmp_path, capsys):
     jpg.write_bytes(jpg.read_bytes()[:100])
     dest = tmp_path / "out" / "scene"
     assert cli(["import", "7scenes", str(src), str(dest)]) == 2
-    assert "frame-000002.color.jpg: unreadable image" in capsys.readouterr().err
+    assert "frame-000002.color.jpg: damaged image (JPEG file cut short" in capsys.readouterr().err
     assert not dest.exists() and _leftovers(dest.parent) == []
 
 

@@ -124,17 +124,21 @@ def test_bop_round_trip_poses_depth_and_models(synth, tmp_path, bop_models, caps
 
 
 def test_bop_non_ycbv_ids_without_models_go_to_gt(synth, tmp_path, capsys):
+    from labeller.core.classes import PROPS_CLASS_NAMES
     from labeller.formats.annotations import AnnotationDocument
 
+    # One object outside the PROPS classes (77) beside the mug (YCB-V 14): the mug keeps
+    # its PROPS name, the other becomes obj_000077.
     src = _write_bop(synth, tmp_path / "bop", ids=[77, 14])
     dest = tmp_path / "scene"
     assert cli(["import", "bop", str(src), str(dest)]) == 0
     assert "objects went to gt/annotations.json only" in capsys.readouterr().err
     assert not (dest / "annotations.json").exists()
     ann = AnnotationDocument.read(dest / "gt/annotations.json")
-    assert [o.class_name for o in ann.objects] == ["obj_000077", "obj_000014"]
-    assert ann.classes == ["obj_000014", "obj_000077"]
+    assert [o.class_name for o in ann.objects] == ["obj_000077", "mug"]
+    assert ann.classes == list(PROPS_CLASS_NAMES) + ["obj_000077"]
     assert ann.objects[0].model == "models/obj_000077.ply"
+    assert ann.objects[1].model == "025_mug/textured.obj"
 
 
 def test_bop_model_missing_from_models_dir_is_refused(synth, tmp_path, bop_models, capsys):
@@ -456,7 +460,7 @@ def test_rosbag_flags_pick_among_several_depth_topics(synth, tmp_path, capsys):
                      extra_depth_topic="/cam/depth_b")
     assert cli(["import", "rosbag", str(bag), str(tmp_path / "s1")]) == 2
     err = capsys.readouterr().err
-    assert "several depth image (16UC1/32FC1) topics (/cam/depth_a, /cam/depth_b); name one " \
+    assert "several depth image (16UC1/32FC1 or compressedDepth) topics (/cam/depth_a, /cam/depth_b); name one " \
            "with --depth-topic" in err
     assert cli(["import", "rosbag", str(bag), str(tmp_path / "s2"),
                 "--depth-topic", "/cam/depth_b"]) == 0
@@ -477,7 +481,7 @@ def test_rosbag_empty_bag_is_refused(tmp_path, capsys):
 def test_rosbag_without_depth_is_refused(synth, tmp_path, capsys):
     bag = _write_bag(synth, tmp_path / "rec", False, depth=False)
     assert cli(["import", "rosbag", str(bag), str(tmp_path / "scene")]) == 2
-    assert "rec: no depth image (16UC1/32FC1) topic in the bag" in capsys.readouterr().err
+    assert "rec: no depth image (16UC1/32FC1 or compressedDepth) topic in the bag" in capsys.readouterr().err
     assert not (tmp_path / "scene").exists()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -86,19 +87,103 @@ def _poses(n: int) -> dict[int, np.ndarray]:
                          [0.1 * t, -0.05 * t, 1.0 + 0.02 * t]) for t in range(n)}
 
 
+def _write_campose(f: Path, poses: dict[int, np.ndarray], convention: str,
+                   units_per_m: float = 1.0) -> Path:
+    """campose.txt lines for `poses` (T_world_cam, metres), stored as `convention`
+    ('w2c': T_cam_world like COLMAP; 'c2w': T_world_cam) in units of 1/units_per_m m."""
+    lines = ["# IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME"]
+    for k, (t, T_world_cam) in enumerate(sorted(poses.items())):
+        P = inv_pose(T_world_cam) if convention == "w2c" else T_world_cam.copy()
+        q = matrix_to_quat_wxyz(P[:3, :3])
+        lines.append(f"{k + 1} " + " ".join(f"{v:.10f}" for v in (*q, *P[:3, 3] * units_per_m))
+                     + f" 1 {t:06d}.png")
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text("\n".join(lines) + "\n")
+    return f
+
+
+def _pl_config(project: Path, inverse_pose: bool | None, scale: float | None) -> None:
+    cfg: dict = {"camera": {}, "reconstruction": {}}
+    if inverse_pose is not None:
+        cfg["camera"]["inverse_pose"] = inverse_pose
+    if scale is not None:
+        cfg["reconstruction"]["scale"] = scale
+    (project / "configuration.json").write_text(json.dumps(cfg))
+
+
 def test_campose_round_trip(tmp_path):
     scene = write_tiny_scene(tmp_path / "scene", n=5)
     poses = _poses(5)
-    lines = ["# IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME"]
-    for t in (0, 1, 3, 4):  # frame 2 has no pose
-        T_cam_world = inv_pose(poses[t])
-        q = matrix_to_quat_wxyz(T_cam_world[:3, :3])
-        lines.append(f"{t + 1} " + " ".join(f"{v:.10f}" for v in (*q, *T_cam_world[:3, 3]))
-                     + f" 1 {t:06d}.png")
-    f = tmp_path / "campose.txt"
-    f.write_text("\n".join(lines) + "\n")
+    keep = {t: poses[t] for t in (0, 1, 3, 4)}  # frame 2 has no pose
+    f = _write_campose(tmp_path / "campose.txt", keep, "w2c")
+    assert cli(["track", str(scene), "--from", str(f), "--convention", "w2c",
+                "--scale", "1"]) == 0
+    _assert_traj(Scene(scene).trajectory, keep)
+
+
+@pytest.mark.parametrize("inverse_pose", [False, True], ids=["c2w", "w2c"])
+def test_campose_follows_progresslabeller_configuration(tmp_path, inverse_pose, capsys):
+    # A ProgressLabeller project: configuration.json at the top, recon/campose.txt below,
+    # translations in reconstruction units of 1/scale... i.e. metres = units * scale.
+    scene = write_tiny_scene(tmp_path / "scene", n=5)
+    poses = _poses(5)
+    scale = 0.25  # ProgressLabeller: metres per reconstruction unit
+    project = tmp_path / "project"
+    f = _write_campose(project / "recon" / "campose.txt", poses,
+                       "w2c" if inverse_pose else "c2w", units_per_m=1 / scale)
+    _pl_config(project, inverse_pose, scale)
     assert cli(["track", str(scene), "--from", str(f)]) == 0
-    _assert_traj(Scene(scene).trajectory, {t: poses[t] for t in (0, 1, 3, 4)})
+    out = capsys.readouterr().out
+    assert ("world-to-camera (inverted)" if inverse_pose else "camera-to-world") in out
+    assert "translations x 0.25; from " in out and "configuration.json" in out
+    _assert_traj(Scene(scene).trajectory, poses)
+
+
+def test_campose_without_configuration_asks_instead_of_guessing(tmp_path, capsys):
+    scene = write_tiny_scene(tmp_path / "scene", n=5)
+    poses = _poses(5)
+    f = _write_campose(tmp_path / "a" / "b" / "c" / "campose.txt", poses, "c2w")
+    assert cli(["track", str(scene), "--from", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "campose.txt: does not say whether its poses are camera-to-world" in err
+    assert "give --convention c2w|w2c and --scale S" in err
+    assert not (scene / "trajectory.txt").exists()
+    assert cli(["track", str(scene), "--from", str(f), "--convention", "c2w"]) == 2
+    assert "give --scale S (--scale 1 for metric poses)" in capsys.readouterr().err
+    # The wrong guess (the old behaviour: always w2c) is not what the right flags give.
+    assert cli(["track", str(scene), "--from", str(f), "--convention", "c2w",
+                "--scale", "1"]) == 0
+    _assert_traj(Scene(scene).trajectory, poses)
+
+
+def test_campose_flags_override_configuration_and_bad_configs(tmp_path, capsys):
+    scene = write_tiny_scene(tmp_path / "scene", n=4)
+    poses = _poses(4)
+    project = tmp_path / "project"
+    f = _write_campose(project / "recon" / "campose.txt", poses, "c2w")
+    _pl_config(project, True, 1.0)  # says w2c: wrong for this file
+    assert cli(["track", str(scene), "--from", str(f), "--convention", "c2w"]) == 0
+    assert "--convention/--scale, overriding" in capsys.readouterr().out
+    _assert_traj(Scene(scene).trajectory, poses)
+    _pl_config(project, None, 1.0)
+    assert cli(["track", str(scene), "--from", str(f), "--force"]) == 2
+    assert "configuration.json: no 'camera.inverse_pose'" in capsys.readouterr().err
+    _pl_config(project, True, -2.0)
+    assert cli(["track", str(scene), "--from", str(f), "--force"]) == 2
+    assert "'reconstruction.scale' must be a number > 0" in capsys.readouterr().err
+    assert cli(["track", str(scene), "--from", str(f), "--force", "--scale", "0"]) == 2
+    assert "--scale: must be a number > 0" in capsys.readouterr().err
+
+
+def test_convention_applies_only_to_campose(tmp_path, capsys):
+    scene = write_tiny_scene(tmp_path / "scene", n=2)
+    log = tmp_path / "traj.log"
+    log.write_text("".join(f"{t} {t} {t + 1}\n" + "".join(
+        " ".join(f"{v:.12f}" for v in row) + "\n" for row in np.eye(4)) for t in range(2)))
+    assert cli(["track", str(scene), "--from", str(log), "--convention", "w2c"]) == 2
+    assert "--convention: applies only to --format campose" in capsys.readouterr().err
+    assert cli(["track", str(scene), "--scale", "2"]) == 2
+    assert "--scale: applies only with --from FILE" in capsys.readouterr().err
 
 
 def test_open3d_log_round_trip(tmp_path):

@@ -22,6 +22,9 @@ examples:
   labeller import bop ycbv/test/000048 datasets/out/ycbv48 --models ycbv/models
   labeller import rosbag recording.bag datasets/out/desk
   labeller import rosbag rosbag2_dir SCENE --depth-topic /camera/aligned_depth_to_color/image_raw
+  labeller import rosbag compressed.mcap_dir SCENE     # CompressedImage / compressedDepth too
+  labeller import realsense 20240101_120000.bag SCENE  # realsense-viewer / rs-record file
+  labeller import realsense rec.bag SCENE --no-register --strict
   labeller import progresslabeller ~/pl_workspace datasets/out/pl_scene
 
 formats:
@@ -42,10 +45,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", metavar="DIR",
                    help="bop: the dataset's models/ folder (obj_NNNNNN.ply in mm), converted "
                         "to metres into SCENE/models/")
-    p.add_argument("--rgb-topic", metavar="T", help="rosbag: the colour image topic")
+    p.add_argument("--rgb-topic", "--color-topic", dest="rgb_topic", metavar="T",
+                   help="rosbag: the colour image topic (Image or CompressedImage)")
     p.add_argument("--depth-topic", metavar="T",
-                   help="rosbag: the depth image topic (aligned to colour)")
+                   help="rosbag: the depth image topic (Image or compressedDepth; aligned to "
+                        "colour, or registered into it)")
     p.add_argument("--info-topic", metavar="T", help="rosbag: the colour camera_info topic")
+    p.add_argument("--no-register", dest="register", action="store_false",
+                   help="rosbag, realsense, 7scenes: keep depth in its own camera instead of "
+                        "registering it into the colour camera (needs the same image size)")
+    p.add_argument("--strict", action="store_true",
+                   help="treat warnings (implausible depth scale or intrinsics, unpaired "
+                        "frames, mm models) as errors: exit 2, nothing written")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -57,8 +68,11 @@ def main(args: argparse.Namespace) -> int:
     for name in ("models", "rgb_topic", "depth_topic", "info_topic"):
         if getattr(args, name, None) is not None:
             options[name] = getattr(args, name)
+    if not args.register:
+        options["register"] = False
     res = import_scene(args.format, args.src, args.scene, link=args.link,
-                       overwrite=args.overwrite, **options)
+                       overwrite=args.overwrite, strict=args.strict,
+                       models_dir=args.models if args.format != "bop" else None, **options)
     for w in res.warnings:
         print(f"labeller import: warning: {w}", file=sys.stderr)
     how = []

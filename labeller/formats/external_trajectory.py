@@ -4,6 +4,13 @@
 
 Each reader returns what the file holds in this project's frames (T_world_cam, metres)
 or raises `FormatError` naming the file and line.
+
+``campose.txt`` does not say which way its poses point: COLMAP writes world-to-camera,
+ProgressLabeller writes camera-to-world for its KinectFusion and ORB-SLAM2/3 runs, and the
+translations are in the reconstruction's units. ProgressLabeller records both in its
+project's ``configuration.json`` (``camera.inverse_pose``: true = world-to-camera, and
+``reconstruction.scale``: metres per reconstruction unit); `find_campose_config` finds that
+file beside or above the campose file and `read_campose_conventions` reads it.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from labeller.core.errors import FormatError
+from labeller.core.fileio import read_json_object
 from labeller.core.poses import inv_pose, quat_wxyz_to_matrix, rigid_or_none
 from labeller.formats.trajectory import QUAT_NORM_TOL
 
@@ -59,15 +67,67 @@ def frame_id_of_name(name: str) -> int | None:
     return int(stem) if stem.isdigit() else None
 
 
-def read_campose_frames(path: Path) -> dict[int, np.ndarray]:
-    """frame id (NAME's number) -> T_world_cam from a COLMAP-style campose.txt."""
+CONVENTIONS = ("c2w", "w2c")  # camera-to-world (T_world_cam) / world-to-camera (T_cam_world)
+CAMPOSE_CONFIG = "configuration.json"
+CAMPOSE_CONFIG_LEVELS = 3  # the campose file's folder and two above (project/recon/campose.txt)
+
+
+def find_campose_config(path: Path) -> Path | None:
+    """ProgressLabeller's configuration.json in the folder of `path` or up to two above."""
+    d = path.resolve().parent
+    for _ in range(CAMPOSE_CONFIG_LEVELS):
+        if (d / CAMPOSE_CONFIG).is_file():
+            return d / CAMPOSE_CONFIG
+        if d.parent == d:
+            break
+        d = d.parent
+    return None
+
+
+def read_campose_conventions(cfg_path: Path) -> tuple[str, float]:
+    """(convention 'c2w'|'w2c', scale) from a ProgressLabeller configuration.json:
+    ``camera.inverse_pose`` (true: the poses are world-to-camera) and
+    ``reconstruction.scale`` (metres per unit). FormatError naming a missing key."""
+    cfg = read_json_object(cfg_path)
+    camera = cfg.get("camera")
+    recon = cfg.get("reconstruction")
+    if not isinstance(camera, dict) or "inverse_pose" not in camera:
+        raise FormatError(cfg_path, "no 'camera.inverse_pose': it cannot say whether "
+                                    "campose.txt is camera-to-world or world-to-camera")
+    if not isinstance(recon, dict) or "scale" not in recon:
+        raise FormatError(cfg_path, "no 'reconstruction.scale': the campose translations' "
+                                    "units are unknown")
+    inverse = camera["inverse_pose"]
+    if not isinstance(inverse, bool):
+        raise FormatError(cfg_path, f"'camera.inverse_pose' must be true or false, got "
+                                    f"{inverse!r}")
+    try:
+        scale = float(recon["scale"])
+    except (TypeError, ValueError):
+        scale = float("nan")
+    if not (np.isfinite(scale) and scale > 0):
+        raise FormatError(cfg_path, f"'reconstruction.scale' must be a number > 0, got "
+                                    f"{recon['scale']!r}")
+    return ("w2c" if inverse else "c2w"), scale
+
+
+def read_campose_frames(path: Path, convention: str, scale: float) -> dict[int, np.ndarray]:
+    """frame id (NAME's number) -> T_world_cam (metres) from a campose.txt.
+
+    convention: 'w2c' (the lines are T_cam_world, COLMAP) or 'c2w' (T_world_cam); the
+    stored translation is multiplied by `scale` first, then the pose inverted for 'w2c',
+    as ProgressLabeller's own loader does."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     out: dict[int, np.ndarray] = {}
-    for name, T_cam_world in read_campose(path).items():
+    for name, P in read_campose(path).items():
         t = frame_id_of_name(name)
         if t is None:
             raise FormatError(path, f"image name '{name}' is not a frame number "
                                     "(expected names like 000012.png)")
-        out[t] = inv_pose(T_cam_world)
+        P = P.copy()
+        P[:3, 3] *= scale
+        out[t] = inv_pose(P) if convention == "w2c" else P
     return out
 
 

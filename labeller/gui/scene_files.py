@@ -81,6 +81,7 @@ def report_open_problems(parent: QWidget, model: DocumentModel,
             parent, "Annotations not loaded",
             f"{model.annotations_error}\n\nThe scene is open without them. The file is left "
             "as it is; saving first moves it aside to annotations.unreadable-<time>.json.")
+    show_sanity_warnings(parent, model)
     errors = model.model_errors()
     if errors:
         QMessageBox.warning(
@@ -88,6 +89,22 @@ def report_open_problems(parent: QWidget, model: DocumentModel,
             "These objects' models could not be loaded; they are kept in the document "
             "but not drawn (pass --models DIR to find them):\n\n"
             + "\n".join(f"• {e}" for e in errors[:MAX_PROBLEMS_SHOWN]))
+
+
+def show_sanity_warnings(parent: QWidget, model: DocumentModel) -> QMessageBox | None:
+    """A non-blocking box listing what `labeller info` would warn about (likely wrong depth
+    scale, intrinsics, timestamps, mm models), each with its fix; None when there is none."""
+    from labeller.formats.sanity import scene_warnings
+
+    warnings = scene_warnings(model.root, model.models_dir)
+    if not warnings:
+        return None
+    box = QMessageBox(QMessageBox.Icon.Warning, "Scene looks wrong",
+                      "The scene opened, but these look wrong (labels would be offset):\n\n"
+                      + "\n".join(f"• {w}" for w in warnings[:MAX_PROBLEMS_SHOWN]), parent=parent)
+    box.setObjectName("sanity_warnings")
+    box.open()  # not exec(): the scene stays usable while the box is up
+    return box
 
 
 def save_document(parent: QWidget, model: DocumentModel, undo_stack: QUndoStack,

@@ -4,8 +4,10 @@ SRC is a BOP scene (``{split}/{scene:06d}/``) with ``scene_camera.json``, ``rgb/
 ``depth/`` named by image id (``000012.png``), as in the BOP toolkit's
 ``docs/bop_datasets_format.md`` (files, units and JSON read through `labeller.formats.bop`):
 
-- Frames are the images of ``rgb/`` in image-id order, renumbered 0..N−1 (the mapping is
-  kept in the summary when ids are not already 0..N−1); colour and depth are copied
+- Frames are the images of ``rgb/`` in image-id order, renumbered 0..N−1; the original
+  image id of every frame is recorded in ``SCENE/bop_image_ids.txt`` (and named in the
+  summary when ids are not already 0..N−1), so that ``labeller export --format bop``
+  gives the images their ids back; colour and depth are copied
   byte-identical. Every image needs a ``scene_camera.json`` entry and a depth image.
 - ``cam_K`` must be the same for every image (a scene has one camera). BOP's
   ``depth_scale`` is millimetres per depth unit; ``camera.json`` takes units per metre:
@@ -15,8 +17,10 @@ SRC is a BOP scene (``{split}/{scene:06d}/``) with ``scene_camera.json``, ``rgb/
   ``gt/trajectory.txt``); then ``scene_gt.json``
   (``cam_R_m2c``, ``cam_t_m2c`` in mm) becomes ``annotations.json``: object k of the
   first image that has ground truth, ``T_world_obj = T_world_cam[t] @ T_cam_obj``.
-  Classes: the PROPS class names when every obj_id is a YCB-V id of the ten PROPS
-  classes, else ``obj_{id:06d}``. Models: from a BOP ``models/`` folder (``--models``,
+  Classes: an obj_id that is the YCB-V id of one of the ten PROPS classes keeps that
+  class's name whatever else is in the scene; any other becomes ``obj_{id:06d}``
+  (`class_names`). The document's ``classes`` are the PROPS order, followed by the other
+  names when there are any. Models: from a BOP ``models/`` folder (``--models``,
   ``obj_{id:06d}.ply`` in mm), converted to metres into ``SCENE/models/<class>.ply``.
 """
 
@@ -29,16 +33,21 @@ import numpy as np
 from labeller.core.camera import CameraIntrinsics
 from labeller.core.classes import BY_YCBV_ID, PROPS_CLASS_NAMES
 from labeller.core.errors import BadInput, FormatError
-from labeller.core.fileio import sha256_file
+from labeller.core.fileio import atomic_write_text, sha256_file
 from labeller.core.progress import ProgressFn, bar, check_progress
 from labeller.formats import bop
 from labeller.formats.annotations import AnnotationDocument, ObjectAnnotation
-from labeller.formats.bop import MM_PER_M, bop_class_names
+from labeller.formats.bop import MM_PER_M
 from labeller.formats.scene import list_frame_files
 from labeller.formats.trajectory import Trajectory
 from labeller.importers.writer import ImportResult, scene_writer
 
 K_REL_TOL = 1e-6  # cam_K of different images must agree to this (relative)
+
+
+def class_names(obj_ids: list[int]) -> dict[int, str]:
+    """obj_id -> class: the PROPS name for a PROPS class's YCB-V id, else obj_{id:06d}."""
+    return {i: BY_YCBV_ID[i].name if i in BY_YCBV_ID else f"obj_{i:06d}" for i in obj_ids}
 
 
 def import_bop(src: str | Path, dest: str | Path, *, link: bool = False, overwrite: bool = False,
@@ -104,7 +113,7 @@ def import_bop(src: str | Path, dest: str | Path, *, link: bool = False, overwri
             warnings.append(f"{gt_path}: no image with a camera pose has ground truth; "
                             "no annotations.json")
 
-    names = bop_class_names(sorted({o for o, _ in objects}))
+    names = class_names(sorted({o for o, _ in objects}))
     models_dir = Path(models) if models is not None else None
     if models_dir is not None and not models_dir.is_dir():
         raise BadInput(models_dir, "--models: not a directory")
@@ -124,7 +133,10 @@ def import_bop(src: str | Path, dest: str | Path, *, link: bool = False, overwri
                                         float(K0[0, 2]), float(K0[1, 2]), MM_PER_M / ds0))
         notes = [f"depth_scale {ds0:g} mm per unit -> camera.json depth_scale {MM_PER_M / ds0:g}"]
         if ids != list(range(len(ids))):
-            notes.append(f"image ids {ids[0]}..{ids[-1]} renumbered 0..{len(ids) - 1} in order")
+            notes.append(f"image ids {ids[0]}..{ids[-1]} renumbered 0..{len(ids) - 1} in order "
+                         f"(recorded in {bop.IMAGE_IDS_FILE}; a BOP export restores them)")
+        atomic_write_text(w.root / bop.IMAGE_IDS_FILE,
+                          bop.image_ids_text(dict(enumerate(ids))))
         has_gt = False
         if traj.poses:
             traj.write(w.paths.trajectory)
@@ -149,9 +161,8 @@ def import_bop(src: str | Path, dest: str | Path, *, link: bool = False, overwri
                         # Found through --models of later commands (a YCB library).
                         rel = f"{BY_YCBV_ID[obj_id].ycb_folder}/textured.obj"
                 model_paths[obj_id] = rel
-            classes = (list(PROPS_CLASS_NAMES) if all(n in PROPS_CLASS_NAMES for n in
-                                                      names.values())
-                       else sorted(set(names.values())))
+            others = sorted(set(names.values()) - set(PROPS_CLASS_NAMES))
+            classes = list(PROPS_CLASS_NAMES) + others
             objs = [ObjectAnnotation(k + 1, names[o], model_paths[o], T)
                     for k, (o, T) in enumerate(objects)]
             doc = AnnotationDocument(objs, classes, sha256_file(w.paths.trajectory))

@@ -38,6 +38,7 @@ from labeller.core.progress import ProgressFn, bar, check_progress
 from labeller.formats.annotations import AnnotationDocument, ObjectAnnotation
 from labeller.formats.external_trajectory import read_campose
 from labeller.formats.models import MESH_SUFFIXES
+from labeller.formats.sanity import model_extent, model_size_warning
 from labeller.formats.trajectory import QUAT_NORM_TOL, Trajectory
 from labeller.importers.writer import ImportResult, scene_writer
 
@@ -243,13 +244,24 @@ def import_progresslabeller(src: str | Path, dest: str | Path, *, link: bool = F
         if labels and labels_path is not None:
             objs = []
             missing = []
+            wrong_units: set[str] = set()
             for k, (_inst, cls, T) in enumerate(labels):
                 model = f"{BY_NAME[cls].ycb_folder}/textured.obj" if cls in BY_NAME else \
                     f"models/{cls}.ply"
                 mdir = model_src / cls if model_src else None
                 meshes = sorted(f for f in mdir.iterdir() if f.suffix.lower() in MESH_SUFFIXES) \
                     if mdir and mdir.is_dir() else []
-                if mdir is not None and meshes:
+                extent = model_extent(meshes[0]) if meshes else None
+                size_warning = (model_size_warning(meshes[0], cls, extent)
+                                if meshes and extent is not None else None)
+                if size_warning is not None:
+                    # A model ~1000x off (mm) cannot go into annotations.json (the scene
+                    # check refuses it); keep the objects as ground truth and say why.
+                    if cls not in wrong_units:
+                        warnings.append(size_warning)
+                        wrong_units.add(cls)
+                    missing.append(cls)
+                elif mdir is not None and meshes:
                     out_dir = w.paths.models / cls
                     if not out_dir.exists():
                         shutil.copytree(mdir, out_dir)
@@ -268,9 +280,11 @@ def import_progresslabeller(src: str | Path, dest: str | Path, *, link: bool = F
                 # annotations.json must name models that exist (the scene check loads them).
                 w.paths.gt.mkdir(parents=True, exist_ok=True)
                 doc.write(w.paths.gt_annotations)
-                absent = ", ".join(sorted(set(missing)))
-                warnings.append(f"{labels_path}: no model folder for {absent} in the project; "
-                                f"the {len(objs)} objects went to gt/annotations.json only")
+                absent = ", ".join(sorted(set(missing) - wrong_units))
+                why = (f"no model folder for {absent} in the project" if absent else
+                       "models in the wrong units (above)")
+                warnings.append(f"{labels_path}: {why}; the {len(objs)} objects went to "
+                                "gt/annotations.json only")
         result = ImportResult(dest, len(names), n_linked=w.n_linked, n_copied=w.n_copied,
                               n_rewritten=w.n_rewritten, warnings=warnings + w.warnings,
                               notes=notes)

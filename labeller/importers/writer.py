@@ -29,9 +29,11 @@ import numpy as np
 
 from labeller.core.camera import CameraIntrinsics
 from labeller.core.errors import BadInput
-from labeller.core.fileio import atomic_dir, read_image, write_image
+from labeller.core.fileio import atomic_dir, atomic_write_json, read_image, write_image
 from labeller.formats.scene import ScenePaths, scene_problems
 from labeller.formats.trajectory import Trajectory
+
+IMPORT_INFO = "import.json"  # beside camera.json: the importer's account of the scene
 
 
 @dataclass
@@ -136,6 +138,12 @@ class SceneWriter:
         traj.reanchored().write(self.paths.gt_trajectory)
         return True
 
+    def write_provenance(self, fmt: str, src: Path, depth_alignment: str) -> None:
+        """Write import.json: what the scene was imported from and how depth relates to
+        colour ("aligned ...", "registered ...", "not registered ..."), for `labeller info`."""
+        atomic_write_json(self.root / IMPORT_INFO, {"format": fmt, "source": str(src),
+                                                   "depth": depth_alignment})
+
     def write_timestamps(self, stamps: dict[int, float]) -> bool:
         """Write timestamps.txt ("frame_id seconds"); False if empty."""
         if not stamps:
@@ -169,19 +177,32 @@ def check_frame_pair(rgb_path: Path, depth: np.ndarray | Path, where_depth: Path
     return rgb.shape[1], rgb.shape[0]
 
 
+# What `import --overwrite` may replace: a scene (any other folder is the user's).
+SCENE_LAYOUT_TEXT = "a scene (camera.json and rgb/, or an import.json)"
+
+
+def is_replaceable_scene(path: Path) -> bool:
+    """True for a folder in the scene layout (camera.json and rgb/) or one an importer
+    wrote (import.json): what `--overwrite` may replace."""
+    return ((path / "camera.json").is_file() and (path / "rgb").is_dir()) \
+        or (path / IMPORT_INFO).is_file()
+
+
 @contextlib.contextmanager
 def scene_writer(dest: str | os.PathLike, overwrite: bool = False, link: bool = False
                  ) -> Iterator[SceneWriter]:
     """Yield a SceneWriter on a temporary directory that replaces `dest` on success.
 
-    An existing `dest` is refused before any work unless `overwrite`. On an exception the
+    An existing `dest` is refused before any work unless `overwrite`, and even then
+    unless it is a scene (`is_replaceable_scene`). On an exception the
     temporary directory is removed and `dest` is untouched. Before the rename the result
     is checked like `labeller info` does (layout, first frame); a problem there is a bug
     in the importer and raised as RuntimeError.
     """
     dest = Path(dest)
     src_check = dest.resolve()
-    with atomic_dir(dest, overwrite=overwrite) as tmp:
+    with atomic_dir(dest, overwrite=overwrite, ours=is_replaceable_scene,
+                    what=SCENE_LAYOUT_TEXT) as tmp:
         writer = SceneWriter(tmp, link=link)
         yield writer
         problems = scene_problems(tmp, deep=False)
