@@ -145,10 +145,14 @@ def test_all_zero_depth_frame_is_flagged_and_tracking_continues(damaged, synth40
     assert ate(res.trajectory, gt).rmse_m < SYNTH_ATE_M
 
 
-def test_duplicated_frame_is_flagged_not_given_a_copied_pose(damaged):
-    _, res = damaged
-    assert 20 not in res.trajectory  # never a copy of frame 19's pose
-    assert res.failed[20] == "duplicate of frame 19 (identical images)"
+def test_duplicated_frame_gets_the_pose_of_the_frame_it_repeats(damaged):
+    scene, res = damaged
+    assert 20 not in res.failed and res.n_duplicates == 1
+    np.testing.assert_array_equal(res.trajectory[20], res.trajectory[19])
+    rep = read_report(scene)
+    assert rep["duplicates"] == [{"frame": 20, "of": 19,
+                                  "what": "duplicate of frame 19 (identical colour and depth)"}]
+    assert rep["frames"][20]["status"] == "duplicate" and rep["frames"][20]["duplicate_of"] == 19
     assert 19 in res.trajectory and 21 in res.trajectory
 
 
@@ -162,11 +166,10 @@ def test_missing_depth_frame_is_flagged_and_named(damaged):
 def test_failures_are_reported_in_tracking_json_and_left_out_of_trajectory(damaged):
     scene, res = damaged
     rep = read_report(scene)
-    assert [f["frame"] for f in rep["failed"]] == [10, 20, 30]
-    assert rep["n_tracked"] == N - 3 and rep["longest_gap"] == 1
-    assert rep["frames"][20]["status"] == "failed"
+    assert [f["frame"] for f in rep["failed"]] == [10, 30]
+    assert rep["n_tracked"] == N - 2 and rep["longest_gap"] == 1
     ids = Trajectory.read(scene / "trajectory.txt").frame_ids
-    assert 10 not in ids and 20 not in ids and 30 not in ids and len(ids) == N - 3
+    assert 10 not in ids and 30 not in ids and 20 in ids and len(ids) == N - 2
 
 
 def test_spliced_stream_jump_is_flagged_then_relocalised(synth40, synth_other, tmp_path):

@@ -1,10 +1,12 @@
 """Estimate the camera trajectory of a scene and fuse its frames into a coloured cloud.
 
-Tracks every frame with RGB-D odometry (Open3D, Hybrid) against keyframes, adds
-loop-closure edges, optimises the keyframe pose graph and fuses the frames into a TSDF.
-Writes SCENE/trajectory.txt (T_world_cam; world = first tracked frame; frames that could
-not be tracked are left out), SCENE/recon/cloud.ply and SCENE/recon/tracking.json (which
-frames failed and why, fitness statistics). An interrupted run resumes where it stopped.
+Tracks every frame with RGB-D odometry (Open3D, Hybrid) against keyframes, closes loops
+and relocalises with ORB features verified by PnP-RANSAC, optimises the keyframe pose
+graph and fuses the frames into a TSDF. Writes SCENE/trajectory.txt (T_world_cam; world
+= first tracked frame; a byte-identical repeated frame gets the pose of the frame it
+repeats; frames that could not be placed are left out), SCENE/recon/cloud.ply and
+SCENE/recon/tracking.json (which frames failed and why, duplicates, verified loop edges,
+fitness statistics). An interrupted run resumes where it stopped.
 Refuses to replace a trajectory that saved annotations refer to, unless --force.
 """
 
@@ -15,6 +17,7 @@ import sys
 from pathlib import Path
 
 from labeller.cli.options import add_config_arguments, config_from_args
+from labeller.formats.external_trajectory import CONVENTIONS
 from labeller.track.config import TrackConfig
 from labeller.track.external import FORMATS
 
@@ -23,15 +26,19 @@ examples:
   labeller track datasets/out/kitchen
   labeller track SCENE --keyframe-every 5 --voxel 0.004
   labeller track SCENE --force          # re-track although annotations.json refers to it
+  labeller track SCENE --evaluate SCENE/gt/trajectory.txt   # then ATE / RPE by evo
   labeller track SCENE --from groundtruth.txt --format tum   # use an external trajectory
   labeller track SCENE --from recon/campose.txt              # format guessed from the name
+  labeller track SCENE --from campose.txt --convention c2w --scale 1   # no configuration.json
 
 --from formats (instead of estimating; re-anchored to the first posed frame):
   tum        timestamp tx ty tz qx qy qz qw, matched to timestamps.txt within 20 ms
   orbslam3   ORB-SLAM3 Camera/KeyFrameTrajectory.txt (TUM-like); frames without a pose
              stay untracked
   campose    ProgressLabeller/COLMAP IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME
-             (world-to-camera; frame = NAME's number)
+             (frame = NAME's number); direction and scale from a ProgressLabeller
+             configuration.json beside or above it (camera.inverse_pose,
+             reconstruction.scale), else --convention c2w|w2c and --scale are required
   log        Open3D .log: "id id n" line + 4x4 camera-to-world matrix per entry
 
 output:
@@ -48,22 +55,48 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, TrackConfig)
     p.add_argument("--odometry-only", action="store_true",
                    help="plain frame-to-frame odometry: no keyframes, loop closures or pose graph")
+    p.add_argument("--evaluate", metavar="GT",
+                   help="afterwards print ATE and RPE (by evo) against this ground-truth "
+                        "trajectory.txt (e.g. SCENE/gt/trajectory.txt)")
     p.add_argument("--from", dest="from_file", metavar="FILE",
                    help="import this external trajectory instead of estimating one")
     p.add_argument("--format", choices=FORMATS,
                    help="format of --from FILE (default: guessed from its name; else tum)")
+    p.add_argument("--convention", choices=CONVENTIONS,
+                   help="--from campose: the poses are camera-to-world (c2w) or world-to-camera "
+                        "(w2c); default: the ProgressLabeller configuration.json's inverse_pose")
+    p.add_argument("--scale", type=float, metavar="S",
+                   help="--from campose: metres per unit of the translations; default: the "
+                        "configuration.json's reconstruction.scale")
 
 
 def _main_from(args: argparse.Namespace) -> int:
     from labeller.track.external import import_trajectory
 
-    res = import_trajectory(args.scene, args.from_file, args.format, force=args.force)
+    res = import_trajectory(args.scene, args.from_file, args.format, force=args.force,
+                            convention=args.convention, scale=args.scale)
     for note in res.notes:
         print(f"labeller track: warning: {note}", file=sys.stderr)
     print(f"imported {res.n_posed} of {res.n_frames} frames' poses from {res.source} "
           f"({res.format}, {res.n_entries} poses in the file); world = frame {res.first_frame}")
+    for line in res.info:
+        print(f"  {line}")
     print(f"wrote {res.scene / 'trajectory.txt'}")
     return 0
+
+
+def _print_evaluation(est: object, gt_path: Path) -> None:
+    """ATE / RPE by evo of the new trajectory against the ground truth at gt_path."""
+    from labeller.core.errors import BadInput
+    from labeller.evaluate.evo_metrics import evo_figures
+    from labeller.formats.trajectory import Trajectory
+
+    gt = Trajectory.read(gt_path)
+    assert isinstance(est, Trajectory)
+    try:
+        print(evo_figures(est, gt).summary())
+    except ValueError as exc:
+        raise BadInput(gt_path, str(exc)) from None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -71,10 +104,12 @@ def main(args: argparse.Namespace) -> int:
 
     if args.from_file is not None:
         return _main_from(args)
-    if args.format is not None:
-        from labeller.core.errors import BadInput
+    for flag, value in (("--format", args.format), ("--convention", args.convention),
+                        ("--scale", args.scale)):
+        if value is not None:
+            from labeller.core.errors import BadInput
 
-        raise BadInput("--format", "applies only with --from FILE")
+            raise BadInput(flag, "applies only with --from FILE")
     cfg = config_from_args(TrackConfig, args, mode="odometry" if args.odometry_only else "full")
     res = run(cfg)
     if res.resumed_from is not None:
@@ -89,6 +124,8 @@ def main(args: argparse.Namespace) -> int:
     if cfg.write_cloud and res.cloud_points:
         out.append(f"{Path(args.scene) / 'recon/cloud.ply'} ({res.cloud_points} points)")
     print("wrote " + ", ".join(out))
+    if args.evaluate is not None:
+        _print_evaluation(res.trajectory, Path(args.evaluate))
     if res.n_tracked == 0:
         print("labeller track: warning: no frame could be tracked", file=sys.stderr)
     return 0

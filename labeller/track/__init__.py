@@ -13,25 +13,33 @@ Method (in the spirit of Open3D's reconstruction system, but streaming):
   becomes a keyframe every ``keyframe_every`` frames, or sooner when the view has moved
   on (overlap with the keyframe drops, or it moved ``KF_MAX_TRANS_M`` / ``KF_MAX_ROT_DEG``).
 * Every new keyframe is also matched against the keyframe before the previous one and
-  against up to ``max_loop_candidates`` older keyframes whose estimated view is close
-  (loop-closure candidates). The keyframes and these edges form a pose graph that
+  against loop-closure candidates: older keyframes that share the most ORB descriptors
+  with it (OpenCV ORB, verified by PnP-RANSAC on the depth-lifted keypoints, then refined
+  by dense point-to-plane odometry from the PnP pose), and the nearest older keyframe by
+  estimated pose. The keyframes and these edges form a pose graph that
   ``open3d.pipelines.registration.global_optimization`` optimises at the end (loop
   edges are "uncertain": the optimiser's line process drops those that disagree).
   Non-keyframes follow their keyframe: T_world_cam[t] = T_world_kf @ T_kf_cam[t].
-* Failure detection: a frame fails when it cannot be read, has (almost) no depth,
-  duplicates the previous frame, the odometry raises, the result does not explain the
-  images (too little overlap, or too few depth / intensity inliers when the source is
-  warped into the target by the estimate), or the camera would have jumped further than
-  ``max_step_m`` / ``max_step_deg`` per frame. A failed frame gets no pose; the reason
-  is kept. After a failure the next frames are tried against the keyframe, the last
-  good frame and the keyframes that look most alike (relocalisation).
+* Duplicates: a frame whose depth repeats the previous frame's byte for byte (a stalled
+  sensor) gets the pose of the frame it repeats and is reported as a duplicate.
+* Failure detection: a frame fails when it cannot be read, has (almost) no depth, the
+  odometry raises, the result does not explain the images (too little overlap, or too
+  few depth / intensity inliers when the source is warped into the target by the
+  estimate), or the camera would have jumped further than ``max_step_m`` /
+  ``max_step_deg`` per frame. A failed frame gets no pose; the reason is kept. After a
+  failure the next frames are tried against the keyframe, the last good frame and the
+  keyframes that look most alike (ORB votes + PnP, thumbnails): relocalisation. After
+  the stream, the frames lost before a relocalisation are posed backwards from it.
+* Consistency: depth edges are scored against the colour edges of the frames before,
+  at and after each frame; a stream whose colour is shifted against its depth is warned
+  about (`consistency`).
 * Fusion: after the pose graph, keyframes and every ``integrate_every``-th tracked frame
   are fused into a TSDF (Open3D's tensor ``VoxelBlockGrid``; the legacy
   ``ScalableTSDFVolume`` returns empty meshes in open3d 0.20) and its coloured surface
   points are written as ``recon/cloud.ply``.
 
 Memory: per frame only its pose record (a 4x4 and a few numbers) is kept; keyframes
-keep a 40x30 thumbnail, their pyramids live in a small LRU cache and are re-read from
+keep a 40x30 thumbnail and their ORB features (~40 KB), their pyramids live in a small LRU cache and are re-read from
 disk when a loop closure or relocalisation needs them again.
 
 Outputs: ``trajectory.txt`` (world = first tracked frame), ``recon/cloud.ply``,
@@ -43,7 +51,9 @@ Modules:
 
 * `config`: `TrackConfig` (frozen; its `option()` fields are the CLI's flags) and `check()`.
 * `frames`: `FrameSource`, the tolerant frame reader (a broken frame fails alone).
-* `pyramid`: `PreparedFrame`, a frame's image pyramid, thumbnail and identity.
+* `pyramid`: `PreparedFrame`, a frame's image pyramid, thumbnail, identity and features.
+* `features`: ORB features with depth, the keyframe feature database, PnP verification.
+* `consistency`: `StreamConsistency`, the colour/depth timing check.
 * `odometry`: `hybrid_odometry` (T_tgt_src between two frames) and `check_alignment`.
 * `tracker`: `Tracker`, the per-frame state machine (keyframes, relocalisation, edges).
 * `posegraph`: `GraphEdge`, information matrices, `optimise_pose_graph`.

@@ -41,30 +41,43 @@ class OdometryFailed(Exception):
 
 
 def hybrid_odometry(src: PreparedFrame, tgt: PreparedFrame, init_T_tgt_src: np.ndarray,
-                    iterations: tuple[int, ...] = ITERATIONS
+                    iterations: tuple[int, ...] = ITERATIONS, geometric_only: bool = False
                     ) -> tuple[np.ndarray, float, float]:
     """Hybrid RGB-D odometry: (T_tgt_src (4, 4), fitness, inlier_rmse).
 
     Same kernels and coarse-to-fine scheme as rgbd_odometry_multi_scale (Method.Hybrid,
     default criteria and loss parameters), on cached pyramids. fitness = share of all
-    pixels of the finest level with a correspondence. Raises OdometryFailed.
+    pixels of the finest level with a correspondence. `geometric_only` uses the
+    point-to-plane kernel (Method.PointToPlane) instead: it converges from further away
+    (a loop closure's PnP pose) and does not depend on how well colour is registered to
+    depth. Raises OdometryFailed.
     """
     import open3d as o3d
 
     od = o3d.t.pipelines.odometry
-    tgt.as_target()
+    if geometric_only:
+        tgt.as_geometric_target()
+    else:
+        tgt.as_target()
     T = tensor(np.asarray(init_T_tgt_src, dtype=np.float64))
     fitness, rmse = 1.0, 0.0
     try:
         for lvl, n_iter in enumerate(iterations):
             s, g = src.levels[lvl], tgt.levels[lvl]
-            # as_target() above set the gradients
-            assert g.ddx is not None and g.ddy is not None and g.idx is not None \
-                and g.idy is not None
             for _ in range(n_iter):
-                r = od.compute_odometry_result_hybrid(
-                    s.depth, g.depth, s.inten, g.inten, g.ddx, g.ddy, g.idx, g.idy, s.vm, s.K, T,
-                    DEPTH_OUTLIER_TRUNC_M, DEPTH_HUBER_DELTA_M, INTENSITY_HUBER_DELTA)
+                if geometric_only:
+                    assert g.normals is not None  # as_geometric_target() above set them
+                    r = od.compute_odometry_result_point_to_plane(
+                        s.vm, g.vm, g.normals, s.K, T, DEPTH_OUTLIER_TRUNC_M,
+                        DEPTH_HUBER_DELTA_M)
+                else:
+                    # as_target() above set the gradients
+                    assert g.ddx is not None and g.ddy is not None and g.idx is not None \
+                        and g.idy is not None
+                    r = od.compute_odometry_result_hybrid(
+                        s.depth, g.depth, s.inten, g.inten, g.ddx, g.ddy, g.idx, g.idy, s.vm,
+                        s.K, T, DEPTH_OUTLIER_TRUNC_M, DEPTH_HUBER_DELTA_M,
+                        INTENSITY_HUBER_DELTA)
                 T = r.transformation @ T
                 converged = (abs(fitness - r.fitness) / max(fitness, 1e-12) < CONVERGED_REL
                              and abs(rmse - r.inlier_rmse) / max(rmse, 1e-12) < CONVERGED_REL)

@@ -15,6 +15,7 @@ import numpy as np
 
 from labeller.core.camera import CameraIntrinsics
 from labeller.geometry.open3d_tensor import tensor
+from labeller.track.features import ViewFeatures, extract_features
 
 if TYPE_CHECKING:
     import open3d as o3d
@@ -62,10 +63,11 @@ class PyramidLevel:
     (h, w, 3) float32 vertex map (camera frame, metres; NaN = none), K the level's
     intrinsics as a (3, 3) float64 tensor and K_np the same as numpy. ddx, ddy, idx, idy:
     Sobel gradients of depth and intensity, (h, w, 1) float32, set by
-    `PreparedFrame.as_target` (None until then).
+    `PreparedFrame.as_target` (None until then); normals (h, w, 3) by
+    `as_geometric_target`.
     """
 
-    __slots__ = ("depth", "inten", "vm", "K", "K_np", "ddx", "ddy", "idx", "idy")
+    __slots__ = ("depth", "inten", "vm", "K", "K_np", "ddx", "ddy", "idx", "idy", "normals")
 
     def __init__(self, depth: o3d.core.Tensor, inten: o3d.core.Tensor, vm: o3d.core.Tensor,
                  K: o3d.core.Tensor, K_np: np.ndarray):
@@ -74,15 +76,17 @@ class PyramidLevel:
         self.ddy: o3d.core.Tensor | None = None
         self.idx: o3d.core.Tensor | None = None
         self.idy: o3d.core.Tensor | None = None
+        self.normals: o3d.core.Tensor | None = None  # (h, w, 3), for geometric-only odometry
 
 
 class PreparedFrame:
     """A preprocessed frame t: pyramid (coarse to fine), thumbnail and identity hash.
 
     rgb (H, W, 3) uint8 and depth_raw (H, W) uint16 as read; depth beyond `depth_max_m`
-    counts as none. valid_ratio: share of pixels with depth in range. key and gray_small
-    (80x60 intensity) identify a repeated frame; thumb (30, 40) float32, zero mean and
-    unit norm, finds look-alike keyframes.
+    counts as none. valid_ratio: share of pixels with depth in range. key (of the raw
+    depth) identifies a repeated depth image; thumb (30, 40) float32, zero mean and
+    unit norm, finds look-alike keyframes. color_key identifies repeated colour;
+    gray_u8 (H, W) uint8 is what the ORB features (`features()`) are detected on.
     """
 
     def __init__(self, t: int, rgb: np.ndarray, depth_raw: np.ndarray, cam: CameraIntrinsics,
@@ -96,9 +100,13 @@ class PreparedFrame:
         self.valid_ratio = float(valid.mean())
         depth_m = np.where(valid, depth_m, np.nan).astype(np.float32)
         gray = _gray(rgb)
-        # Identity for duplicate detection: the raw depth bytes and a coarse colour print.
+        # Identity for duplicate detection: the raw depth bytes and the raw colour bytes
+        # (a stalled sensor repeats one stream or both byte for byte).
         self.key = hashlib.blake2b(depth_raw.tobytes(), digest_size=16).digest()
-        self.gray_small = _resize_area(gray, (80, 60))
+        self.color_key = hashlib.blake2b(np.ascontiguousarray(rgb).tobytes(),
+                                         digest_size=16).digest()
+        self.gray_u8 = np.round(gray * 255.0).astype(np.uint8)
+        self._features: ViewFeatures | None = None
         th = _resize_area(gray, THUMB_SIZE)
         th = th - th.mean()
         self.thumb = (th / (np.linalg.norm(th) + 1e-9)).astype(np.float32)
@@ -125,6 +133,14 @@ class PreparedFrame:
         self.check_level = next((i for i, lv in enumerate(self.levels)
                                  if lv.depth.shape[1] >= CHECK_MIN_WIDTH), len(self.levels) - 1)
 
+    def features(self) -> ViewFeatures:
+        """ORB features with depth of the full-resolution level (computed once)."""
+        if self._features is None:
+            fine = self.levels[-1]
+            self._features = extract_features(self.gray_u8, fine.depth.numpy()[:, :, 0],
+                                              fine.K_np)
+        return self._features
+
     def as_target(self) -> None:
         """Compute the gradients a target needs (once)."""
         import open3d as o3d
@@ -135,6 +151,15 @@ class PreparedFrame:
                 idx, idy = o3d.t.geometry.Image(lv.inten).filter_sobel()
                 lv.ddx, lv.ddy = ddx.as_tensor(), ddy.as_tensor()
                 lv.idx, lv.idy = idx.as_tensor(), idy.as_tensor()
+
+    def as_geometric_target(self) -> None:
+        """Compute the normal maps a point-to-plane target needs (once)."""
+        import open3d as o3d
+
+        for lv in self.levels:
+            if lv.normals is None:
+                lv.normals = o3d.t.geometry.Image(lv.vm).create_normal_map(
+                    float("nan")).as_tensor()
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:

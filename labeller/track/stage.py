@@ -1,13 +1,15 @@
 """`run(cfg)`: the tracking stage from frames on disk to trajectory.txt, cloud and report.
 
-Order: check the config and the annotations guard, resume from the checkpoint when it
+Order: check the config, lock the scene (SCENE/recon/.track.lock: one run per scene),
+check the annotations guard, resume from the checkpoint when it
 matches, track every frame (checkpoint every `checkpoint_every` frames), optimise the
-pose graph, fuse, then write trajectory.txt and recon/tracking.json and drop the
-checkpoint.
+pose graph, fuse, then write recon/cloud.ply, trajectory.txt and, last,
+recon/tracking.json (naming the sha256 of the other two) and drop the checkpoint.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +18,7 @@ import numpy as np
 
 from labeller.core.errors import Cancelled
 from labeller.core.fileio import atomic_write_json, sha256_file
+from labeller.core.locks import exclusive_lock
 from labeller.core.progress import ProgressFn, bar
 from labeller.formats.trajectory import Trajectory
 from labeller.track.checkpoint import (
@@ -30,6 +33,11 @@ from labeller.track.fusion import fuse, write_cloud
 from labeller.track.guard import check_annotations_guard
 from labeller.track.report import TrackResult, tracking_report
 from labeller.track.tracker import Tracker
+
+logger = logging.getLogger(__name__)
+
+LOCK_NAME = ".track.lock"  # in SCENE/recon/
+LOCK_BUSY = "another `labeller track` is running on this scene; wait for it to finish"
 
 
 def run(cfg: TrackConfig, progress: ProgressFn | None = None) -> TrackResult:
@@ -47,6 +55,14 @@ def run(cfg: TrackConfig, progress: ProgressFn | None = None) -> TrackResult:
     cfg = replace(cfg, scene=Path(cfg.scene))
     cfg.check()
     src = FrameSource(cfg.scene)
+    # One run per scene: two would overwrite each other's checkpoint and outputs.
+    with exclusive_lock(src.paths.recon / LOCK_NAME, cfg.scene, LOCK_BUSY):
+        return _run_locked(cfg, src, progress, t_start)
+
+
+def _run_locked(cfg: TrackConfig, src: FrameSource, progress: ProgressFn | None,
+                t_start: float) -> TrackResult:
+    """`run` once the scene's lock is held."""
     paths = src.paths
     check_annotations_guard(paths, cfg.force)
     if cfg.mode == "odometry":
@@ -89,6 +105,8 @@ def run(cfg: TrackConfig, progress: ProgressFn | None = None) -> TrackResult:
                     save_checkpoint(ckpt, header, tracker, "track")
                 if cancel:
                     raise Cancelled(f"{cfg.scene}: tracking cancelled at frame {t + 1}")
+            tracker.pose_lost_stretches()
+            tracker.release_frames()
             kept_loops = tracker.optimise()
             stage = "fuse"
             save_checkpoint(ckpt, {**header, "kept_loops": kept_loops}, tracker, "fuse")
@@ -105,8 +123,10 @@ def run(cfg: TrackConfig, progress: ProgressFn | None = None) -> TrackResult:
     t_track = time.perf_counter() - t_track0
 
     traj = tracker.trajectory()
-    failed = {t: r.reason or "failed" for t, r in enumerate(tracker.records)
-              if r.status != "tracked"}
+    failed = {t: r.reason or "failed" for t, r in enumerate(tracker.records) if not r.posed}
+    consistency = tracker.consistency.verdict()
+    if consistency["warning"]:
+        logger.warning("%s: %s", cfg.scene, consistency["warning"])
     cloud_points = 0
     if cfg.write_cloud and len(traj):
         kf_set = set(tracker.kf_frames) if cfg.mode == "full" else set()
@@ -115,11 +135,13 @@ def run(cfg: TrackConfig, progress: ProgressFn | None = None) -> TrackResult:
         done[0] = n
         progress_bar.close()
         progress_bar = bar(len(fuse_frames), "fuse", "frame", enabled=cfg.progress_bar)
-        pcd = fuse(src, traj, fuse_frames, cfg, tick)
-        if pcd is None:
-            progress_bar.close()
-            return _partial_result(cfg, tracker, n, t_start, resumed_from)
-        cloud_points = write_cloud(pcd, paths.cloud)
+        try:
+            pcd = fuse(src, traj, fuse_frames, cfg, tick)
+            if pcd is None:
+                return _partial_result(cfg, tracker, n, t_start, resumed_from)
+            cloud_points = write_cloud(pcd, paths.cloud)
+        finally:
+            progress_bar.close()  # an error (a full disk) then starts on a line of its own
     progress_bar.close()
 
     # The first frame is the world, matched against nothing: it has no fitness to report.
@@ -136,14 +158,21 @@ def run(cfg: TrackConfig, progress: ProgressFn | None = None) -> TrackResult:
         mean_fitness=float(np.mean(fits)) if fits else float("nan"),
         mean_inlier_ratio=float(np.mean(inls)) if inls else float("nan"),
         longest_gap=longest, seconds=seconds, tracking_seconds=t_track,
-        cloud_points=cloud_points, resumed_from=resumed_from)
+        cloud_points=cloud_points, resumed_from=resumed_from,
+        n_duplicates=sum(1 for r in tracker.records if r.status == "duplicate"),
+        consistency_warning=consistency["warning"])
 
     # Check again just before replacing: annotations may have been saved meanwhile.
     note = check_annotations_guard(paths, cfg.force)
     report = tracking_report(cfg, tracker, n, traj, failed, fits, inls, gaps, longest,
                              kept_loops, cloud_points, seconds, resumed_from, note)
+    report["consistency"] = consistency
+    # recon/tracking.json is written last and names the sha256 of the trajectory.txt and
+    # cloud.ply it describes: a run killed between these renames leaves a report that
+    # `read_report` refuses (it no longer matches), never one that silently disagrees.
     traj.write(paths.trajectory)
     report["trajectory_sha256"] = sha256_file(paths.trajectory)
+    report["cloud_sha256"] = sha256_file(paths.cloud) if cloud_points else None
     atomic_write_json(paths.tracking_report, report)
     if ckpt.exists():
         ckpt.unlink()

@@ -19,6 +19,8 @@ from labeller.core.errors import BadInput
 from labeller.core.poses import inv_pose, nearest_rigid, rotation_angle_deg
 from labeller.formats.trajectory import Trajectory
 from labeller.track.config import TrackConfig
+from labeller.track.consistency import StreamConsistency
+from labeller.track.features import FeatureDatabase, PnPResult, pnp_pose
 from labeller.track.frames import FrameSource
 from labeller.track.odometry import (
     ITERATIONS,
@@ -44,6 +46,14 @@ LOOP_MAX_DIST_M = 0.5
 LOOP_MAX_ANGLE_DEG = 30.0
 LOOP_MIN_SEPARATION = 5  # keyframes apart: nearer ones are chained already (skip edges)
 RELOC_CANDIDATES = 3  # look-alike keyframes tried per lost frame
+# Place recognition: keyframes sharing the most ORB descriptors with a new keyframe (or a
+# lost frame) are verified with PnP-RANSAC, then refined and checked by dense odometry.
+LOOP_APPEARANCE_CANDIDATES = 5
+# A verified edge's dense refinement must stay near its PnP pose: PnP is the evidence.
+# (PnP on keypoints lifted by the depth is good to a few centimetres: colour and depth
+# of a real sensor are not perfectly registered.)
+PNP_AGREE_M = 0.10
+PNP_AGREE_DEG = 10.0
 RELOC_EVERY_AFTER = 10  # after this many lost frames, try relocalising every 3rd frame
 
 
@@ -51,13 +61,19 @@ RELOC_EVERY_AFTER = 10  # after this many lost frames, try relocalising every 3r
 class FrameRecord:
     """What tracking decided for one frame."""
 
-    status: str = "pending"  # "tracked" | "failed" | "pending"
-    reason: str | None = None
+    status: str = "pending"  # "tracked" | "duplicate" | "failed" | "pending"
+    reason: str | None = None  # why it failed; for a duplicate, what it repeats
     node: int = -1  # keyframe node the pose is relative to
     T_kf_cam: np.ndarray | None = None
     fitness: float = float("nan")
     inlier_ratio: float = float("nan")
-    reference: int = -1  # frame the accepted odometry was against
+    reference: int = -1  # frame the accepted odometry was against; a duplicate's original
+    lost: bool = False  # failed for want of a match (not bad data): retried afterwards
+    note: str | None = None  # how a tracked frame was tracked when not the usual way
+
+    @property
+    def posed(self) -> bool:
+        return self.status in ("tracked", "duplicate")
 
 
 class Tracker:
@@ -82,10 +98,14 @@ class Tracker:
         self.T_world_prev = np.eye(4)
         self.velocity = np.eye(4)  # T_prev_cam per frame (constant-velocity prediction)
         self.lost = 0  # consecutive frames since the last tracked one that failed odometry
-        self.last_key: bytes | None = None
-        self.last_key_t = -1
-        self.last_gray: np.ndarray | None = None
+        self.last_key: bytes | None = None  # depth identity of the last frame read
+        self.last_key_t = -1  # the frame that first had that depth
+        self.last_color_key: bytes | None = None
+        self.last_color_t = -1  # the frame that first had the last colour
         self.loop_tried = 0
+        self.features = FeatureDatabase()  # node -> ORB features
+        self.loop_log: list[dict] = []  # verified loop / relocalisation edges, for the report
+        self.consistency = StreamConsistency()
         self.cache: OrderedDict[int, PreparedFrame] = OrderedDict()
         self.prev_frame: PreparedFrame | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -115,6 +135,13 @@ class Tracker:
             self._ahead = {t + 1: self._pool.submit(self.src.read, t + 1)}
         return PreparedFrame(t, rgb, depth, self.src.camera, self.cfg.depth_max_m)
 
+    def release_frames(self) -> None:
+        """Drop the prepared frames (keyframe cache and previous frame) once every frame
+        is decided: the pose graph and fusion need none of them, and Open3D's pose-graph
+        optimisation (dense in the keyframes) then peaks without them underneath."""
+        self.cache.clear()
+        self.prev_frame = None
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
@@ -134,17 +161,21 @@ class Tracker:
         return fr
 
     def T_world_cam(self, t: int) -> np.ndarray:
-        """T_world_cam (4, 4) of tracked frame t, through its keyframe."""
+        """T_world_cam (4, 4) of posed frame t, through its keyframe."""
         r = self.records[t]
         return nearest_rigid(self.T_world_kf[r.node] @ r.T_kf_cam)
 
     # -- matching --
     def _try(self, src: PreparedFrame, tgt: PreparedFrame, init: np.ndarray,
-             strict: bool = False, iterations: tuple[int, ...] = ITERATIONS
+             strict: bool = False, iterations: tuple[int, ...] = ITERATIONS,
+             geometric_only: bool = False
              ) -> tuple[np.ndarray | None, float, AlignmentCheck | None, str]:
-        """Odometry + validation: (T_tgt_src or None, fitness, check, reason if rejected)."""
+        """Odometry + validation: (T_tgt_src or None, fitness, check, reason if rejected).
+
+        `geometric_only`: depth alone (point-to-plane); the intensity check is then not
+        applied (it is still measured)."""
         try:
-            T, fitness, _ = hybrid_odometry(src, tgt, init, iterations)
+            T, fitness, _ = hybrid_odometry(src, tgt, init, iterations, geometric_only)
         except OdometryFailed as exc:
             return None, float("nan"), None, str(exc)
         chk = check_alignment(src, tgt, T)
@@ -157,7 +188,8 @@ class Tracker:
             return None, fitness, chk, (f"low depth inlier ratio against frame {tgt.t} "
                                         f"({chk.depth_inliers:.2f} < "
                                         f"{cfg.min_depth_inliers * scale:.2f})")
-        if chk.intensity_inliers < min(0.95, cfg.min_intensity_inliers * scale):
+        if not geometric_only and \
+                chk.intensity_inliers < min(0.95, cfg.min_intensity_inliers * scale):
             return None, fitness, chk, (f"low intensity inlier ratio against frame {tgt.t} "
                                         f"({chk.intensity_inliers:.2f} < "
                                         f"{cfg.min_intensity_inliers * scale:.2f})")
@@ -201,6 +233,8 @@ class Tracker:
         self.kf_frames.append(fr.t)
         self.T_world_kf.append(T_world_kf.copy())
         self.kf_thumbs.append(fr.thumb)
+        if self.cfg.mode == "full":
+            self.features.add(fr.features())
         self.cache[fr.t] = fr
         self.cache.move_to_end(fr.t)
         return node
@@ -223,62 +257,157 @@ class Tracker:
             self._extra_edges(node, fr)
 
     def _extra_edges(self, node: int, fr: PreparedFrame) -> None:
-        """Skip edge to the keyframe before the previous one, and loop-closure candidates."""
+        """Skip edge to the keyframe before the previous one, and loop closures.
+
+        Loop candidates are older keyframes (at least LOOP_MIN_SEPARATION back) that look
+        alike (ORB votes, verified by PnP-RANSAC, which also gives the initial pose) or
+        whose estimated camera is close (initialised from the estimate). Each is refined
+        by dense odometry and accepted only when the strict alignment check passes.
+        """
         T_wi = self.T_world_kf[node]
-        cands: list[tuple[float, int, str]] = []
+        cands: list[tuple[int, str, np.ndarray, PnPResult | None]] = []
         if node >= 2:
-            cands.append((-1.0, node - 2, "skip"))
+            cands.append((node - 2, "skip", inv_pose(self.T_world_kf[node - 2]) @ T_wi, None))
+        older = range(node - LOOP_MIN_SEPARATION + 1)
+        for _, j, found in self._appearance_matches(fr, older, LOOP_APPEARANCE_CANDIDATES):
+            if j != node - 2:
+                cands.append((j, "loop", found.T_ref_query, found))
         c_i, z_i = T_wi[:3, 3], T_wi[:3, 2]
-        loops = []
-        for j in range(node - LOOP_MIN_SEPARATION + 1):
-            if j == node - 2:
+        near = []
+        for j in older:
+            if j == node - 2 or any(c[0] == j for c in cands):
                 continue
             T_wj = self.T_world_kf[j]
             d = float(np.linalg.norm(T_wj[:3, 3] - c_i))
             ang = math.degrees(math.acos(float(np.clip(T_wj[:3, 2] @ z_i, -1.0, 1.0))))
             if d <= LOOP_MAX_DIST_M and ang <= LOOP_MAX_ANGLE_DEG:
-                loops.append((d + 0.01 * ang, j, "loop"))
-        loops.sort()
-        cands += loops[: self.cfg.max_loop_candidates]
+                near.append((d + 0.01 * ang, j))
+        near.sort()
+        for _, j in near[: self.cfg.max_loop_candidates]:
+            cands.append((j, "loop", inv_pose(self.T_world_kf[j]) @ T_wi, None))
         linked = {(e.source, e.target) for e in self.edges}
-        for _, j, kind in cands:
+        for j, kind, init, pnp in cands:
             if (node, j) in linked:
                 continue
+            linked.add((node, j))
             if kind == "loop":
                 self.loop_tried += 1
             tgt = self.keyframe(j)
-            init = inv_pose(self.T_world_kf[j]) @ T_wi
-            T, _, _, _ = self._try(fr, tgt, init, strict=(kind == "loop"),
-                                   iterations=ITERATIONS_EDGE)
-            if T is None:
+            if pnp is None:
+                T, _, chk, _ = self._try(fr, tgt, init, strict=(kind == "loop"),
+                                         iterations=ITERATIONS_EDGE)
+            else:
+                T, chk = self._refine_from_pnp(fr, tgt, pnp)
+            if T is None or chk is None:
                 continue
-            # A loop edge that disagrees wildly with the estimate is a false match.
-            dev = inv_pose(init) @ T
-            if np.linalg.norm(dev[:3, 3]) > 0.3 or rotation_angle_deg(dev) > 20:
-                continue
+            if pnp is not None and not _agrees(T, pnp.T_ref_query):
+                continue  # dense odometry slid away from the place PnP found
+            if pnp is None:
+                # Without appearance evidence, an edge far from the estimate is a false match.
+                dev = inv_pose(init) @ T
+                if np.linalg.norm(dev[:3, 3]) > 0.3 or rotation_angle_deg(dev) > 20:
+                    continue
+            if kind == "loop":
+                # A loop edge is information only where it explains the two images better
+                # than the current estimate does (the estimate has drifted); where the
+                # estimate already explains them as well, the edge would only add its own
+                # error (a wide-baseline match is less exact than the chain).
+                T_est = inv_pose(self.T_world_kf[j]) @ T_wi
+                if check_alignment(fr, tgt, T_est).inlier_ratio >= chk.inlier_ratio:
+                    continue
             self.edges.append(GraphEdge(node, j, T, self._information(fr, tgt, T), True, kind))
+            if kind == "loop":
+                self._log_edge("loop", fr.t, tgt.t, T, chk, pnp)
             self.keyframe(node)  # keep the new keyframe most recent in the cache
+
+    def _refine_from_pnp(self, fr: PreparedFrame, tgt: PreparedFrame, pnp: PnPResult
+                         ) -> tuple[np.ndarray | None, AlignmentCheck | None]:
+        """Dense refinement of a PnP pose T_tgt_src: depth alone first (over a wide baseline
+        the photometric term's basin is narrow), then Hybrid from there; of the results
+        that pass the strict check, the one that explains more of the images."""
+        T_geo, _, chk_geo, _ = self._try(fr, tgt, pnp.T_ref_query, strict=True,
+                                         iterations=ITERATIONS_EDGE, geometric_only=True)
+        if T_geo is None or chk_geo is None:
+            return None, None
+        best: tuple[np.ndarray | None, AlignmentCheck | None] = (None, None)
+        if chk_geo.intensity_inliers >= self.cfg.min_intensity_inliers:
+            best = (T_geo, chk_geo)
+        T_hyb, _, chk_hyb, _ = self._try(fr, tgt, T_geo, strict=True, iterations=ITERATIONS_EDGE)
+        if T_hyb is not None and chk_hyb is not None and (
+                best[1] is None or chk_hyb.inlier_ratio > best[1].inlier_ratio):
+            best = (T_hyb, chk_hyb)
+        return best
+
+    def _appearance_matches(self, fr: PreparedFrame, nodes: range | list[int], k: int
+                            ) -> list[tuple[int, int, PnPResult]]:
+        """(votes, node, PnP result) of the keyframes among `nodes` that look like `fr` and
+        pass PnP-RANSAC verification, most votes first."""
+        if self.cfg.mode != "full":
+            return []
+        feats = fr.features()
+        out = []
+        for votes, j in self.features.candidates(feats, nodes, k):
+            pnp = pnp_pose(feats, self.features.views[j], self.src.camera.K)
+            if pnp is not None:
+                out.append((votes, j, pnp))
+        return out
+
+    def _log_edge(self, kind: str, t: int, ref_t: int, T: np.ndarray, chk: AlignmentCheck,
+                  pnp: PnPResult | None) -> None:
+        self.loop_log.append({
+            "kind": kind, "frame": t, "matched_frame": ref_t,
+            "evidence": "orb+pnp" if pnp is not None else "proximity",
+            "pnp_matches": pnp.n_matches if pnp is not None else None,
+            "pnp_inliers": pnp.n_inliers if pnp is not None else None,
+            "overlap": round(chk.overlap, 3), "depth_inliers": round(chk.depth_inliers, 3),
+            "intensity_inliers": round(chk.intensity_inliers, 3),
+            "distance_m": round(float(np.linalg.norm(T[:3, 3])), 3),
+            "angle_deg": round(rotation_angle_deg(T), 1)})
 
     # -- per frame --
     def step(self, t: int) -> None:
-        """Decide frame t: its pose relative to a keyframe, or why it failed."""
+        """Decide frame t: its pose relative to a keyframe, a duplicate, or why it failed."""
         rec = self.records[t]
         try:
             fr = self.load_next(t)
         except BadInput as exc:
             rec.status, rec.reason = "failed", str(exc)
+            self.lost += 1
             return
+        self.consistency.add(fr)
         if fr.valid_ratio < MIN_VALID_DEPTH_FRACT:
             rec.status = "failed"
             rec.reason = (f"too little depth ({fr.valid_ratio:.1%} of pixels valid, "
                           f"need {MIN_VALID_DEPTH_FRACT:.0%})")
+            self.lost += 1
             return
-        if self.last_key is not None and fr.key == self.last_key and self.last_gray is not None \
-                and float(np.abs(fr.gray_small - self.last_gray).mean()) < 1.0 / 255:
-            rec.status = "failed"
-            rec.reason = f"duplicate of frame {self.last_key_t} (identical images)"
+        same_depth = self.last_key is not None and fr.key == self.last_key
+        same_color = self.last_color_key is not None and fr.color_key == self.last_color_key
+        if not same_depth:
+            self.last_key, self.last_key_t = fr.key, t
+        if not same_color:
+            self.last_color_key, self.last_color_t = fr.color_key, t
+        if same_depth:
+            # A stalled depth sensor: this frame's depth is that of an earlier frame, and so
+            # is the camera pose it measures (the pose labels are checked against).
+            k = self.last_key_t
+            what = ("duplicate of frame {k} (identical colour and depth)" if same_color
+                    else "depth repeats frame {k} (the depth stream stalled)").format(k=k)
+            src = self.records[k]
+            if src.posed:
+                rec.status, rec.reason, rec.reference = "duplicate", what, k
+                rec.node, rec.T_kf_cam = src.node, src.T_kf_cam
+            else:
+                rec.status, rec.reason = "failed", f"{what}, which has no pose"
             return
-        self.last_key, self.last_key_t, self.last_gray = fr.key, t, fr.gray_small
+        # The colour is stale when it repeats an earlier frame's while the depth is new.
+        # Such a frame is tracked as usual (on depth alone it slid along the kitchen's
+        # planes on the 400-frame 7-Scenes clip: 38 mm off in one step) but never becomes
+        # a keyframe, which later frames would match their colour against.
+        stale_color = same_color
+        if stale_color:
+            rec.note = (f"colour repeats frame {self.last_color_t} (the colour stream "
+                        "stalled): not made a keyframe")
 
         if self.cur_node < 0:  # the first usable frame defines the world
             node = self._add_keyframe(fr, np.eye(4))
@@ -290,23 +419,33 @@ class Tracker:
 
         cfg = self.cfg
         T_world_pred = self.T_world_prev @ (self.velocity if t - self.prev_t == 1 else np.eye(4))
-        attempts: list[tuple[str, int]] = [("kf", self.cur_node)]
+        attempts: list[tuple[str, int, PnPResult | None]] = [("kf", self.cur_node, None)]
         if self.prev_frame is not None and self.prev_t != self.kf_frames[self.cur_node]:
-            attempts.append(("prev", -1))
+            attempts.append(("prev", -1, None))
         if self.lost > 0 and (self.lost <= RELOC_EVERY_AFTER or self.lost % 3 == 0):
+            tried = {self.cur_node}
+            nodes = list(range(len(self.kf_frames)))
+            for _, j, found in self._appearance_matches(fr, nodes, RELOC_CANDIDATES):
+                if j not in tried:
+                    tried.add(j)
+                    attempts.append(("reloc", j, found))
             for j in self._lookalikes(fr):
-                if j != self.cur_node:
-                    attempts.append(("reloc", j))
+                if j not in tried:
+                    tried.add(j)
+                    attempts.append(("reloc", j, None))
         reasons: list[str] = []
-        for kind, j in attempts:
+        for kind, j, pnp in attempts:
             tgt = self.prev_frame if kind == "prev" else self.keyframe(j)
             assert tgt is not None
             T_world_tgt = self.T_world_prev if kind == "prev" else self.T_world_kf[j]
-            init = inv_pose(T_world_tgt) @ T_world_pred
+            init = inv_pose(T_world_tgt) @ T_world_pred if pnp is None else pnp.T_ref_query
             T, fitness, chk, why = self._try(fr, tgt, init, strict=(kind == "reloc"),
                                              iterations=self.track_iterations)
             if T is None:
                 reasons.append(why)
+                continue
+            if pnp is not None and not _agrees(T, pnp.T_ref_query):
+                reasons.append(f"dense odometry against frame {tgt.t} left the PnP pose")
                 continue
             T_world_cam = T_world_tgt @ T
             if kind != "reloc" and (jump := self._jump(t, T_world_cam)):
@@ -317,9 +456,9 @@ class Tracker:
                 "tracked", fitness, chk.inlier_ratio, tgt.t)
             if kind == "kf":
                 n_since = t - self.kf_frames[j]
-                moved = (np.linalg.norm(T[:3, 3]) > KF_MAX_TRANS_M or rotation_angle_deg(T) > KF_MAX_ROT_DEG
-                         or chk.overlap < KF_MIN_OVERLAP)
-                promote = n_since >= cfg.keyframe_every or moved
+                moved = (np.linalg.norm(T[:3, 3]) > KF_MAX_TRANS_M
+                         or rotation_angle_deg(T) > KF_MAX_ROT_DEG or chk.overlap < KF_MIN_OVERLAP)
+                promote = (n_since >= cfg.keyframe_every or moved) and not stale_color
                 if promote:
                     T = self._refine(fr, tgt, T)
                 rec.node, rec.T_kf_cam = j, T
@@ -327,20 +466,25 @@ class Tracker:
                     self._promote(fr, j, T, "chain", tgt)
             elif kind == "prev":
                 # The keyframe no longer matches but the last frame does: chain through it
-                # and start a new keyframe here.
+                # and start a new keyframe here (a stale-colour frame cannot be one; the
+                # next frame will be).
                 T = self._refine(fr, tgt, T)
                 pr = self.records[self.prev_t]
                 T_kf_cam = nearest_rigid(pr.T_kf_cam @ T)
                 rec.node, rec.T_kf_cam = pr.node, T_kf_cam
-                self._promote(fr, pr.node, T_kf_cam, "chain", None)
+                if not stale_color:
+                    self._promote(fr, pr.node, T_kf_cam, "chain", None)
             else:
                 T = self._refine(fr, tgt, T)
                 rec.node, rec.T_kf_cam = j, T
-                self._promote(fr, j, T, "reloc", tgt)
+                if cfg.mode == "full":
+                    self._log_edge("reloc", t, tgt.t, T, chk, pnp)
+                if not stale_color:
+                    self._promote(fr, j, T, "reloc", tgt)
             self._set_prev(fr, t, self.T_world_cam(t))
             self.lost = 0
             return
-        rec.status = "failed"
+        rec.status, rec.lost = "failed", True
         rec.reason = "; ".join(dict.fromkeys(reasons)) or "no reference to track against"
         self.lost += 1
 
@@ -358,6 +502,41 @@ class Tracker:
         order = np.argsort(-sims)
         return [int(j) for j in order[:RELOC_CANDIDATES]]
 
+    # -- after the stream --
+    def pose_lost_stretches(self) -> int:
+        """Pose the frames lost before a relocalisation, backwards from the first frame
+        tracked again (each against the next one); returns how many were posed.
+
+        A stretch ends where a frame still fails (or one has bad data)."""
+        n_posed = 0
+        t = len(self.records) - 1
+        while t > 0:
+            r, before = self.records[t], self.records[t - 1]
+            if not (r.status == "tracked" and before.status == "failed" and before.lost):
+                t -= 1
+                continue
+            nxt = self.load(t)
+            f = t - 1
+            while f >= 0 and self.records[f].status == "failed" and self.records[f].lost:
+                try:
+                    fr = self.load(f)
+                except BadInput:
+                    break
+                T, fitness, chk, _ = self._try(fr, nxt, np.eye(4), iterations=ITERATIONS_EDGE)
+                if T is None or chk is None or rotation_angle_deg(T) > self.cfg.max_step_deg \
+                        or np.linalg.norm(T[:3, 3]) > self.cfg.max_step_m:
+                    break
+                rf, rn = self.records[f], self.records[f + 1]
+                assert rn.T_kf_cam is not None
+                rf.status, rf.node, rf.T_kf_cam = "tracked", rn.node, nearest_rigid(rn.T_kf_cam @ T)
+                rf.fitness, rf.inlier_ratio, rf.reference = fitness, chk.inlier_ratio, f + 1
+                rf.note = f"posed after the stream, backwards from frame {f + 1} ({rf.reason})"
+                rf.reason, rf.lost = None, False
+                n_posed += 1
+                nxt, f = fr, f - 1
+            t = f
+        return n_posed
+
     # -- pose graph --
     def optimise(self) -> int:
         """Optimise the keyframe poses; returns the number of uncertain edges kept."""
@@ -365,10 +544,19 @@ class Tracker:
         if self.cfg.mode != "full" or n_nodes < 3 or not any(e.uncertain for e in self.edges):
             return 0
         self.T_world_kf, kept = optimise_pose_graph(self.T_world_kf, self.edges)
-        return kept
+        frame_pairs = {(self.kf_frames[s], self.kf_frames[g]) for s, g in kept}
+        for entry in self.loop_log:
+            if entry["kind"] == "loop":
+                entry["kept"] = (entry["frame"], entry["matched_frame"]) in frame_pairs
+        return len(kept)
 
     def trajectory(self) -> Trajectory:
-        """T_world_cam of every tracked frame, re-anchored at the first one."""
-        poses = {t: self.T_world_cam(t) for t, r in enumerate(self.records) if r.status == "tracked"}
+        """T_world_cam of every posed frame (duplicates included), re-anchored at the first."""
+        poses = {t: self.T_world_cam(t) for t, r in enumerate(self.records) if r.posed}
         return Trajectory(poses).reanchored()
 
+
+def _agrees(T: np.ndarray, T_ref: np.ndarray) -> bool:
+    """Whether two estimates of one relative pose agree within PNP_AGREE_M / _DEG."""
+    dev = inv_pose(T_ref) @ T
+    return bool(np.linalg.norm(dev[:3, 3]) <= PNP_AGREE_M and rotation_angle_deg(dev) <= PNP_AGREE_DEG)
