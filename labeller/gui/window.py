@@ -47,6 +47,7 @@ from labeller.gui.preview import PreviewController
 from labeller.gui.refine import RefineController
 from labeller.gui.state import WindowState
 from labeller.gui.status_line import StatusLine
+from labeller.gui.suggestions import SuggestionsController
 from labeller.gui.tracking import Banner, TrackingController
 from labeller.gui.views import FrameView, Timeline
 from labeller.gui.worker import OverlayService, RenderResult
@@ -79,6 +80,7 @@ class MainWindow(QMainWindow):
         self.previewer = PreviewController(st, self.timeline, status, self.request_render,
                                            self.set_frame, self)
         self.autosaver = AutosaveController(self.undo_stack, status, self)
+        self.suggester = SuggestionsController(self, self.undo_stack, status, self)
         self.actions_ = WindowActions(self)
         self.recent_menu = self.actions_.recent_menu
         self._connect()
@@ -210,12 +212,14 @@ class MainWindow(QMainWindow):
         self.view.setFocus()  # keys go to the image, not to the frame number box
         self.previewer.open(model)
         recovered = self.autosaver.open(model)
+        self.suggester.open(model)
         scene_files.report_open_problems(self, model, annotations=not recovered)
         return True
 
     def close_scene(self) -> None:
         """Stop everything working on the open scene and show none."""
         self.autosaver.close()
+        self.suggester.close()
         self.refiner.close()
         self.previewer.close()
         self.multiview.close()
