@@ -1,12 +1,16 @@
 """Baselines that check a PROPS classification dataset: kNN, linear SVM and softmax.
 
 Modules: `config` (`BaselineConfig` and the names its fields take), `runner` (`run`:
-the `labeller baseline` stage), `data` (the PROPS loader), `preprocess` (subsets,
-validation split, features), `device` (`resolve_device`), `knn` (chunked distances,
-k-NN estimator, cross-validation), `knn_int8` (the exact int8 neighbour search),
+the `labeller baseline` stage), `data` (the PROPS loader), `preprocess` (subsets, the
+scene-grouped validation split, features), `device` (`resolve_device`), `memory`
+(block sizes from the free memory), `precision` (which arithmetic the kNN distances
+use: `choose_precision`), `knn_int8` (the exact int8 GEMM and its self-test),
+`neighbours` (the block-wise search, exact on 8-bit pixels in every precision), `knn`
+(the k-NN estimator and vote), `cv` (one-pass, scene-grouped cross-validation of k),
 `losses` (SVM and softmax losses with analytic gradients), `linear` (the
-`torch.optim`-trained estimator), `search` (learning-rate / regularisation search),
-`report` (metrics, plots, table, checkpoints), `predict` (`--predict`).
+`torch.optim`-trained estimator, minibatch or full-batch L-BFGS), `search`
+(learning-rate / regularisation search), `report` (metrics, plots, table,
+checkpoints), `predict` (`--predict`).
 
 Importing this package is cheap: torch and matplotlib load only when used.
 """

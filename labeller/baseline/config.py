@@ -16,13 +16,15 @@ from labeller.core.errors import ConfigError
 
 MODELS = ("knn", "svm", "softmax")
 K_CHOICES = (1, 3, 5, 8, 10, 12, 15, 20, 50, 100)
-KNN_METHODS = ("float32", "int8")
+KNN_PRECISIONS = ("auto", "int8", "float32", "float64", "float16", "bfloat16")
 SEARCH_METHODS = ("grid", "random")
 # The linear models' names (`labeller.baseline.linear` implements them).
 LOSSES = ("svm", "softmax")
 REG_TYPES = ("l2", "l1")
 BIAS_MODES = ("trick", "separate")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "lbfgs")
+# lbfgs is full-batch (torch.optim.LBFGS with a strong-Wolfe line search, deterministic);
+# the others take minibatches.
 
 
 @dataclass(frozen=True)
@@ -35,9 +37,11 @@ class BaselineConfig:
     validation). k: fixed k for kNN (None: choose by `folds`-fold CV over k_choices).
     lr / reg: fixed linear hyperparameters (both given: no search).
     knn_train_eval: at most this many training images for kNN's training accuracy.
-    knn_method: 'float32' (GEMM on the preprocessed features, any device) or 'int8'
-    (exact integer distances on the raw pixels, CPU; same neighbours: the ranking does
-    not change under the common scale and shift of the preprocessing).
+    knn_precision: the arithmetic of the kNN distances, on the raw pixels (the ranking
+    does not change under the preprocessing's common scale and shift): 'auto' (the
+    fastest exact path here, by a timed probe), 'int8', 'float32', 'float64',
+    'float16', 'bfloat16'; every one gives the neighbours of an exact float64 search
+    (labeller.baseline.precision).
     k_choices is on the command line as one comma list (`--k-choices 1,3,5`), which the
     CLI parses itself.
     """
@@ -47,7 +51,8 @@ class BaselineConfig:
     device: str = option("auto", help="auto (cuda when available), cpu or cuda")
     out: str | os.PathLike | None = option(
         None, metavar="REPORT_DIR",
-        help="report folder (default: baseline/ beside Progress-Objects-Sample/)")
+        help="report folder (default: baseline/ beside Progress-Objects-Sample/); replaces "
+             "only an earlier report")
     num_train: int | None = option(
         None, metavar="N",
         help="use N training images in total (train + validation; stratified, seeded)")
@@ -60,9 +65,10 @@ class BaselineConfig:
     k_choices: tuple[int, ...] = K_CHOICES
     folds: int = option(5, help="cross-validation folds")
     knn_train_eval: int = 2000
-    knn_method: str = option(
-        "float32", choices=KNN_METHODS,
-        help="distances by float32 GEMM (any device) or exactly in int8 on the raw pixels (CPU)")
+    knn_precision: str = option(
+        "auto", choices=KNN_PRECISIONS,
+        help="arithmetic of the kNN distances: auto picks the fastest exact path here "
+             "(int8 where the CPU has integer dot products); each gives float64's neighbours")
     # linear models
     optimizer: str = option("sgd", choices=OPTIMIZERS, help="torch.optim optimiser")
     search: str = option("random", choices=SEARCH_METHODS,
@@ -110,8 +116,8 @@ class BaselineConfig:
             (self.batch_size >= 1, "batch_size", f"must be at least 1 (got {self.batch_size})"),
             (self.k is None or self.k >= 1, "k", f"must be at least 1 (got {self.k})"),
             (self.folds >= 2, "folds", f"must be at least 2 (got {self.folds})"),
-            (self.knn_method in KNN_METHODS, "knn_method",
-             f"'{self.knn_method}' (expected float32 or int8)"),
+            (self.knn_precision in KNN_PRECISIONS, "knn_precision",
+             f"'{self.knn_precision}' (expected one of {', '.join(KNN_PRECISIONS)})"),
             (self.lr is None or (self.lr > 0 and math.isfinite(self.lr)), "lr",
              f"must be a positive number (got {self.lr})"),
             (self.reg is None or (self.reg >= 0 and math.isfinite(self.reg)), "reg",

@@ -138,7 +138,10 @@ def plot_loss(history, title: str, dest: str | os.PathLike, trials=None, best=No
 
 
 def plot_optimizers(curves: dict[str, dict], title: str, dest: str | os.PathLike) -> Path:
-    """One smoothed loss curve per optimiser; `curves[name]` = {"lr", "history", ...}."""
+    """One loss curve per optimiser against passes over the training set (so a
+    full-batch L-BFGS iteration, which reads every image, is not drawn as cheap as a
+    minibatch step); `curves[name]` = {"lr", "history", "final_loss", "passes" (optional,
+    one per point; default: the point's index)}. Minibatch curves are smoothed."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     styles = ["-", "--", "-.", ":"]  # curves that coincide (adam / adamw) stay visible
@@ -146,12 +149,15 @@ def plot_optimizers(curves: dict[str, dict], title: str, dest: str | os.PathLike
         h = np.asarray(c["history"], float)
         if not len(h):
             continue
-        sm = _smooth(h, max(1, len(h) // 50))
-        ax.plot(np.arange(1, len(h) + 1), sm, lw=1.8, ls=styles[n % len(styles)],
-                label=f"{name} (lr {c['lr']:.1e}, final {c['final_loss']:.3g})")
+        x = np.asarray(c.get("passes") or np.arange(1, len(h) + 1), float)
+        label = f"{name} (lr {c['lr']:.1e}, final {c['final_loss']:.3g})"
+        if name == "lbfgs":  # full batch: exact losses, no smoothing; a marker per iteration
+            ax.plot(x, h, lw=2.2, color="black", marker="o", ms=3, label=label + ", full batch")
+        else:
+            ax.plot(x, _smooth(h, max(1, len(h) // 50)), lw=1.8, ls=styles[n % len(styles)], label=label)
     ax.set_yscale("log")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("training loss, moving average (log scale)")
+    ax.set_xlabel("passes over the training set")
+    ax.set_ylabel("training loss (minibatch: moving average; log scale)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
@@ -201,6 +207,11 @@ def format_table(report: dict) -> str:
     chance = cfg.get("chance_accuracy")
     if chance is not None:
         lines.append(f"(chance: {100 * chance:.1f}%; report: {cfg.get('out', '?')})")
+    knn = report.get("knn") or {}
+    if knn.get("precision"):
+        cv = knn.get("cross_validation") or {}
+        folds = f"; CV folds: {cv['grouping'].split(' (')[0].split(':')[0]}" if cv.get("grouping") else ""
+        lines.append(f"(kNN distances: {knn['precision']}{folds})")
     return "\n".join(lines)
 
 

@@ -11,6 +11,10 @@ report under `out`:
     <model>.pt               checkpoint (linear models; see report.save_checkpoint)
     optimizers_<model>.png   loss curves per optimiser (with compare_optimizers)
 
+The folder is written whole (`labeller.core.fileio.atomic_dir`): a failed or killed run
+leaves the previous report as it was; an existing `out` is replaced only when it is
+empty or holds a report.json (an earlier report).
+
 This module imports only the standard library and numpy at import time, so the command
 line's `--help` stays fast; torch and matplotlib load inside `run`. The settings are
 `labeller.baseline.config.BaselineConfig`; `--predict` is `labeller.baseline.predict`.
@@ -32,9 +36,12 @@ from labeller.core.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
+    from labeller.baseline.data import PropsDataset
     from labeller.baseline.preprocess import Preprocessed
 
 __all__ = ["MODELS", "BaselineConfig", "default_out", "run"]
+
+LBFGS_MIN_ITERS = 20  # L-BFGS in the optimiser comparison: at least this many full-batch iterations
 
 
 def default_out(props_root: Path) -> Path:
@@ -65,27 +72,30 @@ def _run_knn(cfg: BaselineConfig, pp: Preprocessed, dev: torch.device, out: Path
              class_names: list[str]) -> dict:
     import torch
 
-    from labeller.baseline.knn import KNNClassifier, cross_validate_k
+    from labeller.baseline.cv import cross_validate_k
+    from labeller.baseline.knn import KNNClassifier
     from labeller.baseline.report import confusion_matrix, per_class_accuracy, plot_confusion
 
     t0 = time.perf_counter()
     C = len(class_names)
     cv = None
-    if cfg.knn_method == "int8":
-        # raw pixels (any fixed flattening): the same neighbours as the preprocessed features
-        def feats(raw):
-            return torch.from_numpy(np.ascontiguousarray(raw.reshape(raw.shape[0], -1)))
 
-        X_tr, X_val, X_te = feats(pp.raw_train), feats(pp.raw_val), feats(pp.raw_test)
-    else:
-        X_tr, X_val, X_te = pp.X_train, pp.X_val, pp.X_test
+    # kNN works on the raw pixels (flattened in any fixed order): the preprocessing is a
+    # common scale and shift, which changes no ranking, and 8-bit pixels let every
+    # precision be exact (labeller.baseline.neighbours)
+    def feats(raw):
+        return torch.from_numpy(np.ascontiguousarray(raw.reshape(raw.shape[0], -1)))
+
+    X_tr, X_val, X_te = feats(pp.raw_train), feats(pp.raw_val), feats(pp.raw_test)
     if cfg.k is None:
-        k, accs = cross_validate_k(X_tr, pp.y_train, cfg.k_choices, cfg.folds, cfg.seed, dev,
-                                   num_classes=C, progress=cfg.progress, method=cfg.knn_method)
-        cv = {"folds": cfg.folds, "accuracy_by_k": {str(kk): v for kk, v in accs.items()}}
+        res_cv = cross_validate_k(X_tr, pp.y_train, cfg.k_choices, cfg.folds, cfg.seed, dev, num_classes=C,
+                                  progress=cfg.progress, precision=cfg.knn_precision, groups=pp.group_train)
+        k = res_cv.best_k
+        cv = {"folds": cfg.folds, "grouping": res_cv.grouping, "fold_sizes": res_cv.fold_sizes,
+              "accuracy_by_k": {str(kk): v for kk, v in res_cv.accuracy_by_k.items()}}
     else:
         k = min(cfg.k, X_tr.shape[0])
-    model = KNNClassifier(k=k, num_classes=C, device=dev, method=cfg.knn_method,
+    model = KNNClassifier(k=k, num_classes=C, device=dev, precision=cfg.knn_precision,
                           progress=cfg.progress).fit(X_tr, pp.y_train)
     n_tr = X_tr.shape[0]
     sub = np.arange(n_tr)
@@ -105,7 +115,8 @@ def _run_knn(cfg: BaselineConfig, pp: Preprocessed, dev: torch.device, out: Path
         "per_class_accuracy": per_class_accuracy(conf, class_names),
         "confusion": conf.tolist(),
         "hyperparameters": {"k": int(k)},
-        "method": cfg.knn_method,
+        "precision": model.precision_,
+        "precision_reason": model.precision_reason_,
         "train_accuracy_images": int(len(sub)),
         "files": {"confusion": "confusion_knn.png"},
     }
@@ -118,32 +129,39 @@ def _run_knn(cfg: BaselineConfig, pp: Preprocessed, dev: torch.device, out: Path
 def _compare_optimizers(cfg: BaselineConfig, name: str, pp: Preprocessed, dev: torch.device,
                         reg: float, C: int, out: Path) -> dict:
     """Each optimiser at its best of 4 learning rates (by mean loss over the last 10 %
-    of iterations), with the chosen regularisation; plot the curves."""
+    of iterations), with the chosen regularisation; plot the curves against passes over
+    the training set. The minibatch optimisers run `num_iters` steps; full-batch L-BFGS
+    runs as many iterations as those steps make passes (at least LBFGS_MIN_ITERS)."""
     from labeller.baseline.linear import LR_RANGES, OPTIMIZERS, LinearClassifier
     from labeller.baseline.report import plot_optimizers
     from labeller.core.progress import iter_bar
 
     curves = {}
     opts = OPTIMIZERS if cfg.reg_type == "l2" else tuple(o for o in OPTIMIZERS if o != "adamw")
+    n_train = int(pp.y_train.shape[0])
+    passes = cfg.num_iters * min(cfg.batch_size, n_train) / max(1, n_train)
     for opt in iter_bar(opts, f"{name}: comparing optimisers", "opt", enabled=cfg.progress):
         best = None
         lr_lo, lr_hi = LR_RANGES[opt]
+        iters = max(LBFGS_MIN_ITERS, math.ceil(passes)) if opt == "lbfgs" else cfg.num_iters
         for lr in np.logspace(np.log10(lr_lo), np.log10(lr_hi), 4):
             m = LinearClassifier(loss=name, lr=float(lr), reg=reg, reg_type=cfg.reg_type, optimizer=opt,
-                                 num_iters=cfg.num_iters, batch_size=cfg.batch_size, bias=cfg.bias,
+                                 num_iters=iters, batch_size=cfg.batch_size, bias=cfg.bias,
                                  seed=cfg.seed, device=dev, num_classes=C).fit(pp.X_train, pp.y_train)
             h = np.asarray(m.loss_history_)
-            final = float(np.mean(h[-max(1, len(h) // 10):]))
+            final = float(h[-1]) if opt == "lbfgs" and len(h) else float(np.mean(h[-max(1, len(h) // 10):]))
             if m.diverged_ or not math.isfinite(final):
                 continue
             if best is None or final < best["final_loss"]:
-                best = {"lr": float(lr), "final_loss": final, "history": h.tolist(),
+                best = {"lr": float(lr), "final_loss": final, "history": h.tolist(), "passes": m.passes_,
+                        "iterations": len(h), "full_batch": opt == "lbfgs",
                         "val_accuracy": m.score(pp.X_val, pp.y_val) if pp.X_val.shape[0] else None}
         if best is not None:
             curves[opt] = best
     plot_optimizers(curves, f"{name}: training loss per optimiser (reg {reg:.1e}, batch {cfg.batch_size})",
                     out / f"optimizers_{name}.png")
-    return {o: {k: v for k, v in c.items() if k != "history"} for o, c in curves.items()}
+    return {o: {k: v for k, v in c.items() if k not in ("history", "passes")} | {"passes": c["passes"][-1]}
+            for o, c in curves.items()}
 
 
 def _run_linear(name: str, cfg: BaselineConfig, pp: Preprocessed, dev: torch.device, out: Path,
@@ -229,12 +247,10 @@ def run(cfg: BaselineConfig) -> dict:
     """Run the baseline; write the report files; return the report dict (as written to
     report.json). Raises BadInput (ConfigError for a setting) for anything the user can fix."""
     cfg.check()
-    import torch
-
     from labeller.baseline.data import find_props_root, load_props
     from labeller.baseline.device import resolve_device
     from labeller.baseline.preprocess import preprocess
-    from labeller.core.fileio import atomic_write_json
+    from labeller.core.fileio import atomic_dir, atomic_write_json
 
     dev = resolve_device(cfg.device)  # fails fast on --device cuda without a GPU
     root = find_props_root(cfg.data_dir)
@@ -242,7 +258,25 @@ def run(cfg: BaselineConfig) -> dict:
     _check_out(cfg, out, root)
     ds = load_props(root)
     pp = preprocess(ds, cfg.num_train, cfg.num_test, cfg.val_fraction, cfg.seed, device=dev)
-    out.mkdir(parents=True, exist_ok=True)
+    # Every file goes into a temporary folder that replaces `out` only once all are
+    # written: a full disk or a kill leaves the previous report whole, never a partial one.
+    with atomic_dir(out, overwrite=True, ours=_is_report_folder,
+                    what="a report folder of labeller baseline (report.json)") as tmp:
+        report = _train_and_report(cfg, pp, ds, dev, out, tmp)
+        atomic_write_json(tmp / "report.json", report)
+    return report
+
+
+def _is_report_folder(folder: Path) -> bool:
+    return (folder / "report.json").is_file()
+
+
+def _train_and_report(cfg: BaselineConfig, pp: Preprocessed, ds: PropsDataset, dev: torch.device,
+                      out: Path, tmp: Path) -> dict:
+    """Train the models and write their plots and checkpoints into `tmp` (the folder that
+    becomes `out`); the report dict."""
+    import torch
+
     torch.manual_seed(cfg.seed)
     class_names = list(ds.class_names)
     n_tr = pp.y_train.shape[0]
@@ -259,7 +293,7 @@ def run(cfg: BaselineConfig) -> dict:
         "k": cfg.k,
         "k_choices": list(cfg.k_choices),
         "folds": cfg.folds,
-        "knn_method": cfg.knn_method,
+        "knn_precision": cfg.knn_precision,
         "optimizer": cfg.optimizer,
         "search": cfg.search,
         "search_budget": cfg.search_budget,
@@ -287,15 +321,15 @@ def run(cfg: BaselineConfig) -> dict:
             "train_per_class": np.bincount(pp.y_train.cpu().numpy(), minlength=len(class_names)).tolist(),
             "test_per_class": np.bincount(pp.y_test.cpu().numpy(), minlength=len(class_names)).tolist(),
             "train_files": len(ds.train_files),
+            "validation_split": pp.validation_split,
             "test_files": len(ds.test_files),
         },
     }
     report: dict = {}
     for name in cfg.models():
         if name == "knn":
-            report["knn"] = _run_knn(cfg, pp, dev, out, class_names)
+            report["knn"] = _run_knn(cfg, pp, dev, tmp, class_names)
         else:
-            report[name] = _run_linear(name, cfg, pp, dev, out, class_names, report_cfg)
+            report[name] = _run_linear(name, cfg, pp, dev, tmp, class_names, report_cfg)
     report["config"] = report_cfg
-    atomic_write_json(out / "report.json", report)
     return report

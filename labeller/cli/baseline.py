@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _add_fields(g, "k")
     g.add_argument("--k-choices", default=K_CHOICES_DEFAULT,
                    help="k values cross-validation tries (default: %(default)s)")
-    _add_fields(g, "folds", "knn_method")
+    _add_fields(g, "folds", "knn_precision")
     g = p.add_argument_group("linear models (svm, softmax)")
     _add_fields(g, "optimizer", "search", "search_budget", "search_iters", "lr", "reg", "reg_type",
                 "bias", "num_iters", "batch_size", "compare_optimizers")

@@ -222,3 +222,17 @@ def test_bad_arguments(small_props, capsys):
     assert "DIR: give exactly one dataset folder" in err
     err = _cli_error(capsys, ["--predict", small_props / "nope.pt", small_props])
     assert "nope.pt: checkpoint not found" in err
+
+
+def test_bad_knn_precision(small_props, capsys, monkeypatch):
+    import labeller.baseline.precision as precision
+
+    # a precision this torch cannot run exactly: refused before any work, in one line
+    monkeypatch.setattr(precision, "int8_available", lambda device="cpu": False)
+    err = _cli_error(capsys, [small_props, "--model", "knn", "--knn-precision", "int8"])
+    assert err.endswith("--knn-precision: int8: this torch has no exact int8 GEMM on cpu "
+                        "(torch._int_mm failed its self-test); use auto or float32")
+    with pytest.raises(SystemExit) as e:  # not a precision at all: argparse's one-line usage error
+        cli_main(["baseline", str(small_props), "--knn-precision", "int4"])
+    assert e.value.code == 2
+    assert "argument --knn-precision: invalid choice: 'int4'" in capsys.readouterr().err

@@ -77,7 +77,8 @@ def _separable(seed=0, n=240, D=6, C=4):
     return torch.tensor(X, dtype=torch.float32), torch.tensor(y)
 
 
-TOY_LR = {"sgd": 0.3, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.3, "rmsprop": 0.01, "adam": 0.02, "adamw": 0.02}
+TOY_LR = {"sgd": 0.3, "momentum": 0.05, "nesterov": 0.05, "adagrad": 0.3, "rmsprop": 0.01, "adam": 0.02, "adamw": 0.02,
+          "lbfgs": 1.0}
 
 
 @pytest.mark.parametrize("loss", ["svm", "softmax"])
@@ -139,3 +140,37 @@ def test_divergence_is_flagged():
     X, y = _separable(3)
     m = LinearClassifier(loss="softmax", lr=1e30, reg=1e10, optimizer="sgd", num_iters=300, batch_size=40).fit(X, y)
     assert m.diverged_ and len(m.loss_history_) < 300
+
+
+def test_lbfgs_is_full_batch_and_deterministic():
+    X, y = _separable(2)
+    a = LinearClassifier(loss="softmax", lr=1.0, reg=1e-3, optimizer="lbfgs", num_iters=25, seed=0).fit(X, y)
+    b = LinearClassifier(loss="softmax", lr=1.0, reg=1e-3, optimizer="lbfgs", num_iters=25, seed=0,
+                         batch_size=7).fit(X, y)  # the batch size plays no part
+    assert torch.equal(a.W_, b.W_) and a.loss_history_ == b.loss_history_
+    assert len(a.passes_) == 25 and a.passes_[0] >= 1 and a.passes_ == sorted(a.passes_)
+    # the recorded loss is the full-batch objective (data + reg * sum W^2) before each step
+    from labeller.baseline.losses import reference_loss
+
+    W0 = 1e-4 * torch.randn((7, 4), generator=torch.Generator().manual_seed(0))
+    Xb = torch.cat([X, torch.ones(len(X), 1)], 1)
+    assert a.loss_history_[0] == pytest.approx(float(reference_loss(W0, Xb, y, 1e-3, loss="softmax")), rel=1e-5)
+    assert a.loss_history_[-1] < 0.3 * a.loss_history_[0] and a.score(X, y) == 1.0
+
+
+def test_bias_trick_without_the_column_matches_the_column():
+    """The bias row is folded into the scores instead of appending a column of ones:
+    the same loss and gradient as with the column (and it is penalised like W)."""
+    from labeller.baseline.linear import _objective
+    from labeller.baseline.losses import LOSS_FNS
+
+    X, y = _separable(3)
+    W = torch.randn(7, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    Xd = X.double()
+    for loss in ("svm", "softmax"):
+        for reg_type in ("l2", "l1"):
+            l0, g0, _ = LOSS_FNS[loss](W, torch.cat([Xd, torch.ones(len(Xd), 1, dtype=torch.float64)], 1), y,
+                                       0.1, None, reg_type)
+            l1, g1, b1 = _objective(LOSS_FNS[loss], W, None, Xd, y, 0.1, reg_type)
+            assert b1 is None and float(l0) == pytest.approx(float(l1), rel=1e-12)
+            assert torch.allclose(g0, g1, rtol=1e-12, atol=1e-14)

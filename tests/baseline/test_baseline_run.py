@@ -13,6 +13,7 @@ from labeller.baseline import BaselineConfig, format_table, run
 from labeller.baseline.report import load_checkpoint, predict_with_checkpoint
 from labeller.cli.main import main as cli_main
 from labeller.core.classes import PROPS_CLASS_NAMES
+from tests.baseline.conftest import make_props
 
 # ../shared/data beside the repository
 PROPS_SAMPLES = (Path(__file__).resolve().parents[3] / "shared" / "data" / "props_samples"
@@ -77,8 +78,12 @@ def test_compare_optimizers(small_props, tmp_path):
     report = run(BaselineConfig(data_dir=small_props, model="softmax", out=out, compare_optimizers=True,
                                 lr=0.01, reg=1e-4, **fast))
     opts = report["softmax"]["optimizers"]
-    assert set(opts) == {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"}
+    assert set(opts) == {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "lbfgs"}
     assert all(o["final_loss"] < np.log(10) for o in opts.values())  # each one learned something
+    # L-BFGS: full batch, as many iterations as the minibatch runs make passes (40 x 50 / 96
+    # = 20.8 -> 21), each reading the whole training set at least once
+    assert opts["lbfgs"]["full_batch"] and opts["lbfgs"]["iterations"] == 21 and opts["lbfgs"]["passes"] >= 21
+    assert opts["sgd"]["passes"] == pytest.approx(40 * 50 / 96)
     assert (out / "optimizers_softmax.png").stat().st_size > 1000
     assert report["softmax"]["files"]["optimizers"] == "optimizers_softmax.png"
 
@@ -143,13 +148,52 @@ def test_real_props_crops(tmp_path):
         assert acc >= 0.35, (m, accs)
 
 
-def test_knn_int8_method_gives_the_same_report(small_props, tmp_path):
+@pytest.mark.parametrize("precision", ["float64", "float32", "int8", "bfloat16"])
+def test_every_knn_precision_gives_the_same_report(small_props, tmp_path, precision):
     from labeller.baseline.knn_int8 import int8_available
 
-    if not int8_available():
-        pytest.skip("torch's oneDNN int8 linear op is not available here")
+    if precision == "int8" and not int8_available():
+        pytest.skip("no exact int8 GEMM here")
     a = run(BaselineConfig(data_dir=small_props, model="knn", out=tmp_path / "a", **FAST))["knn"]
-    b = run(BaselineConfig(data_dir=small_props, model="knn", out=tmp_path / "b", knn_method="int8", **FAST))["knn"]
-    assert b["method"] == "int8"
+    b = run(BaselineConfig(data_dir=small_props, model="knn", out=tmp_path / "b", knn_precision=precision,
+                           **FAST))["knn"]
+    assert a["precision_reason"].startswith("auto: 8-bit pixels; fastest exact path in a timed probe")
+    assert (b["precision"], b["precision_reason"]) == (precision, "given by --knn-precision")
     for key in ("hyperparameters", "train_accuracy", "val_accuracy", "test_accuracy", "confusion", "cross_validation"):
         assert a[key] == b[key], key
+
+
+def test_scenes_group_the_folds_and_the_validation_split(tmp_path):
+    """Three training scenes per class: CV folds and the validation split hold out whole
+    pickles, and the report says so."""
+    from labeller.baseline.data import load_props
+    from labeller.baseline.preprocess import preprocess
+
+    root = make_props(tmp_path / "props", train_per_class=18, test_per_class=3, scenes_per_class=4)
+    pp = preprocess(load_props(root), val_fraction=0.3, seed=1)
+    assert pp.validation_split == "grouped by scene (whole class pickles held out per class)"
+    assert pp.group_train is not None
+    ds = load_props(root)
+    val_sources = set()
+    for img in pp.raw_val:  # every validation image's pickle is absent from the training split
+        val_sources.add(int(ds.train_source[np.flatnonzero((ds.train_images == img).all((1, 2, 3)))[0]]))
+    assert not val_sources & set(pp.group_train.tolist())
+    assert np.bincount(pp.y_val.numpy(), minlength=10).tolist() == [6] * 10  # one 6-image pickle per class
+    report = run(BaselineConfig(data_dir=root, model="knn", out=tmp_path / "r", folds=2, **FAST))
+    cv = report["knn"]["cross_validation"]
+    assert cv["grouping"].startswith("grouped by scene: 20 scenes in 2 folds")
+    assert report["config"]["dataset"]["validation_split"] == pp.validation_split
+    last = format_table(report).splitlines()[-1]  # the table says which arithmetic and folds
+    assert last == f"(kNN distances: {report['knn']['precision']}; CV folds: grouped by scene)"
+    # one training pickle per class: per-image splits, and the reason is given
+    small = run(BaselineConfig(data_dir=make_props(tmp_path / "p1"), model="knn", out=tmp_path / "r1", **FAST))
+    assert small["knn"]["cross_validation"]["grouping"].startswith("random folds (10 class(es) have a single")
+    assert small["config"]["dataset"]["validation_split"].startswith("per image, stratified (every class")
+
+
+def test_lbfgs_as_the_optimizer(small_props, tmp_path):
+    report = run(BaselineConfig(data_dir=small_props, model="softmax", out=tmp_path / "r", optimizer="lbfgs",
+                                **{**FAST, "search_budget": 2, "search_iters": 10, "num_iters": 20}))
+    sm = report["softmax"]
+    assert sm["hyperparameters"]["optimizer"] == "lbfgs" and 0.1 <= sm["hyperparameters"]["lr"] <= 1.0
+    assert sm["test_accuracy"] >= 0.8 and sm["final_loss"] < 0.5 * sm["initial_loss"]
