@@ -23,6 +23,7 @@ from labeller.cli import (
     gui_stage,
     importers,
     info,
+    init,
     labels,
     propagate,
     synth,
@@ -36,6 +37,7 @@ SUBCOMMANDS: tuple[tuple[str, ModuleType], ...] = (
     ("info", info),
     ("import", importers),
     ("track", track),
+    ("init", init),
     ("gui", gui_stage),
     ("propagate", propagate),
     ("labels", labels),
@@ -137,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the last line of defence
         if debug:
             raise
+        from labeller.core.fileio import disk_error_message
+
+        disk = disk_error_message(exc)  # full, read-only, not permitted: the user's to fix
+        if disk is not None:
+            print(f"labeller {args.command}: error: {disk}", file=sys.stderr)
+            return 2
         print(
             f"labeller {args.command}: internal error: {type(exc).__name__}: {exc}"
             " (rerun with --debug for a traceback)",
