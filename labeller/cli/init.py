@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from labeller.cli.options import add_config_arguments, config_from_args
+from labeller.cli.options import add_config_arguments, config_from_args, run_with_bar
 
 EXAMPLE = """\
 examples:
@@ -37,15 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from labeller.core.progress import bar_progress
     from labeller.init_poses import InitConfig, run
 
-    cfg = config_from_args(InitConfig, args)
-    progress, close_bar = (None, None) if args.no_progress else bar_progress("init")
-    try:
-        summary = run(cfg, progress=progress)
-    finally:
-        if close_bar is not None:
-            close_bar()
+    summary = run_with_bar(run, config_from_args(InitConfig, args), "init", args.no_progress)
     print(summary.format())
     return 0

@@ -13,6 +13,7 @@ import collections.abc
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -113,3 +114,16 @@ def config_from_args(config_class: type[C], args: argparse.Namespace, **override
         kw[f.name] = v
     kw.update(overrides)
     return config_class(**kw)
+
+
+def run_with_bar(run: Callable[..., Any], cfg: Any, label: str, no_progress: bool) -> Any:
+    """`run(cfg, progress=...)` with a progress bar named `label` on stderr (none when
+    `no_progress`), the bar closed however the run ends; what `run` returns."""
+    from labeller.core.progress import bar_progress
+
+    progress, close_bar = (None, None) if no_progress else bar_progress(label)
+    try:
+        return run(cfg, progress=progress)
+    finally:
+        if close_bar is not None:
+            close_bar()

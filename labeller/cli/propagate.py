@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from labeller.cli.options import add_config_arguments, config_from_args
+from labeller.cli.options import add_config_arguments, config_from_args, run_with_bar
 
 EXAMPLE = """\
 examples:
@@ -39,15 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from labeller.core.progress import bar_progress
     from labeller.propagate import PropagateConfig, run
 
-    cfg = config_from_args(PropagateConfig, args)
-    progress, close_bar = (None, None) if args.no_progress else bar_progress("propagate")
-    try:
-        summary = run(cfg, progress=progress)
-    finally:
-        if close_bar is not None:
-            close_bar()
+    summary = run_with_bar(run, config_from_args(PropagateConfig, args), "propagate", args.no_progress)
     print(summary.format())
     return 0

@@ -422,6 +422,8 @@ def read_json_object(path: str | os.PathLike, expected: str = "a JSON object") -
         d = json.loads(Path(path).read_text())
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise FormatError(path, f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise FormatError(path, "not valid JSON (nested too deeply)") from None
     if not isinstance(d, dict):
         raise FormatError(path, f"expected {expected}")
     return d

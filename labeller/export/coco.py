@@ -24,9 +24,9 @@ from labeller.core.fileio import atomic_dir, atomic_write_text
 from labeller.core.progress import ProgressFn
 from labeller.export.config import ExportConfig, ExportSummary, emit_warning
 from labeller.export.instances import SPLITS, image_name, measure_images, plan_images
-from labeller.export.output import check_out_dir, finish_permissions, to_jsonable, write_manifest
-from labeller.export.sampling import choose_test_scenes
-from labeller.export.sources import SceneSource, class_table, open_sources
+from labeller.export.output import finish_permissions, to_jsonable, write_manifest
+from labeller.export.sampling import open_split_scenes
+from labeller.export.sources import SceneSource, class_table
 from labeller.formats import coco
 
 ANNOTATIONS_DIR = "annotations"
@@ -44,12 +44,8 @@ def export_coco(cfg: ExportConfig, progress: ProgressFn | None = None) -> Export
     """Write `cfg.scenes` as COCO instances into `cfg.out` (module doc)."""
     t0 = time.perf_counter()
     out = Path(cfg.out)
-    sources = open_sources(cfg.scenes)
-    check_out_dir(out, sources, cfg.overwrite)
+    sources, held = open_split_scenes(cfg.scenes, out, cfg.overwrite, cfg.test_scenes, cfg.seed)
     warns: list[str] = []
-    held = choose_test_scenes(sources, cfg.test_scenes, cfg.seed)
-    if all(held):
-        raise BadInput("--test-scenes", "holds out every scene; leave at least one for train")
     if not any(held):
         emit_warning(warns, "one scene only: instances_val.json has no images")
     scenes_of = {split: [s.name for s, h in zip(sources, held, strict=True)

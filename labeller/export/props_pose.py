@@ -43,15 +43,14 @@ from labeller.core.progress import ProgressFn
 from labeller.export.config import ExportConfig, ExportSummary, emit_warning
 from labeller.export.models import ClassModel, collect_models, copy_attribution, load_mesh_arrays
 from labeller.export.output import (
-    check_out_dir,
     copy_hashed,
     finish_permissions,
     to_jsonable,
     write_manifest,
     write_png_hashed,
 )
-from labeller.export.sampling import choose_test_scenes
-from labeller.export.sources import SceneSource, open_sources, worker_labels
+from labeller.export.sampling import open_split_scenes
+from labeller.export.sources import SceneSource, worker_labels
 from labeller.export.workers import FrameResult, write_frames
 from labeller.formats import props_pose as pp
 from labeller.formats.bop import bop_json
@@ -208,12 +207,8 @@ def export_props_pose(cfg: ExportConfig, progress: ProgressFn | None = None) -> 
     """Write `cfg.scenes` as a PROPS-Pose dataset into `cfg.out` (see the module doc)."""
     t0 = time.perf_counter()
     out = Path(cfg.out)
-    sources = open_sources(cfg.scenes)
-    check_out_dir(out, sources, cfg.overwrite)
+    sources, held = open_split_scenes(cfg.scenes, out, cfg.overwrite, cfg.test_scenes, cfg.seed)
     warns: list[str] = []
-    held = choose_test_scenes(sources, cfg.test_scenes, cfg.seed)
-    if all(held):
-        raise BadInput("--test-scenes", "holds out every scene; leave at least one for train")
     others = sorted({c for s in sources for c in s.object_classes if c not in BY_NAME})
     if others:
         emit_warning(warns, f"classes outside PROPS are not written (the loader knows only the "

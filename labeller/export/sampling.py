@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from labeller.core.errors import BadInput
-from labeller.export.sources import SceneSource
+from labeller.export.output import check_out_dir
+from labeller.export.sources import SceneSource, open_sources
 
 
 def default_n_test(n_scenes: int) -> int:
@@ -74,3 +75,17 @@ def pick_evenly(n: int, k: int, offset: float) -> np.ndarray:
     if k >= n:
         return np.arange(n, dtype=np.int64)
     return np.floor((np.arange(k) + offset) * (n / k)).astype(np.int64)
+
+
+def open_split_scenes(scenes: Sequence[str | Path], out: Path, overwrite: bool,
+                      test_scenes: Sequence[str] | None, seed: int
+                      ) -> tuple[list[SceneSource], list[bool]]:
+    """The scenes of an exporter that splits whole scenes into train and val/test: opened,
+    `out` checked as a place to write, and which of them are held out (`choose_test_scenes`);
+    BadInput when every scene would be held out."""
+    sources = open_sources(scenes)
+    check_out_dir(out, sources, overwrite)
+    held = choose_test_scenes(sources, test_scenes, seed)
+    if all(held):
+        raise BadInput("--test-scenes", "holds out every scene; leave at least one for train")
+    return sources, held

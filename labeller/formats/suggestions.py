@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from labeller.core.errors import FormatError
-from labeller.core.fileio import atomic_write_text
+from labeller.core.fileio import atomic_write_text, read_json_object
 from labeller.core.poses import pose_problem
 
 SUGGESTIONS_FORMAT = "labeller-suggestions"
@@ -101,11 +101,8 @@ class SuggestionFile:
         path = Path(path)
         if not path.is_file():
             raise FormatError(path, "file not found")
-        try:
-            d = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise FormatError(path, f"not valid JSON ({exc})") from None
-        if not isinstance(d, dict) or d.get("format") != SUGGESTIONS_FORMAT:
+        d = read_json_object(path, "a suggestions object")
+        if d.get("format") != SUGGESTIONS_FORMAT:
             raise FormatError(path, f"format: expected '{SUGGESTIONS_FORMAT}'")
         v = d.get("version")
         if not isinstance(v, int) or not 1 <= v <= SUGGESTIONS_VERSION:
