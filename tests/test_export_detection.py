@@ -136,7 +136,7 @@ def test_codec_round_trip_and_bad_split_files(tmp_path):
         '[["a.png", []]]': "entry 0 (a.png): 0 boxes (the loader needs 1 to 10)",
         '[["a.png", [{"xyxy": [1, 2, 3, 4], "name": "spoon"}]]]': "not a PROPS class",
         "{}": "expected a list of [image_path, boxes]",
-        "[": "not JSON",
+        "[": "not valid JSON",
     }
     for text, msg in bad.items():
         p.write_text(text)

@@ -38,6 +38,7 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -415,15 +416,23 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def read_json_object(path: str | os.PathLike, expected: str = "a JSON object") -> dict:
-    """The JSON object (dict) in `path`; FormatError naming the file when the text is not
-    JSON or its top level is not an object (`expected` says what it should be)."""
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON value in `path`: BadInput naming the file when it cannot be read,
+    FormatError when the text is not JSON (or nested too deeply to parse)."""
     try:
-        d = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text())
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise FormatError(path, f"not valid JSON ({exc})") from None
     except RecursionError:
         raise FormatError(path, "not valid JSON (nested too deeply)") from None
+    except OSError as exc:
+        raise BadInput(path, f"cannot read ({exc.strerror or exc})") from None
+
+
+def read_json_object(path: str | os.PathLike, expected: str = "a JSON object") -> dict:
+    """The JSON object (dict) in `path`; FormatError naming the file when the text is not
+    JSON or its top level is not an object (`expected` says what it should be)."""
+    d = read_json(path)
     if not isinstance(d, dict):
         raise FormatError(path, f"expected {expected}")
     return d

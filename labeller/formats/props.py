@@ -37,6 +37,7 @@ import numpy as np
 
 from labeller.core.classes import PROPS_CLASS_NAMES
 from labeller.core.errors import BadInput, FormatError
+from labeller.core.fileio import read_json
 
 PROPS_FOLDER = "Progress-Objects-Sample"
 META_FILE = "meta.pkl"
@@ -107,12 +108,7 @@ def md5_json(entries: Sequence[Sequence[str]]) -> str:
 def read_md5_list(path: str | os.PathLike) -> list[list[str]]:
     """md5.json back as [[name, md5], ...]; FormatError naming `path` when it is not that."""
     path = Path(path)
-    try:
-        obj = json.loads(path.read_text())
-    except OSError as exc:
-        raise BadInput(path, f"cannot read ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise FormatError(path, f"not JSON ({exc})") from None
+    obj = read_json(path)
     ok = isinstance(obj, list) and all(
         isinstance(e, list) and len(e) == 2 and all(isinstance(v, str) for v in e) for e in obj)
     if not ok:

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from labeller.core.classes import PROPS_CLASS_NAMES
-from labeller.core.errors import BadInput, FormatError
+from labeller.core.errors import FormatError
+from labeller.core.fileio import read_json
 
 DATASET_DIR = "PROPS-Detection-Dataset"
 IMAGES_DIR = "PROPS-Detection"
@@ -64,12 +65,7 @@ def read_split(path: str | os.PathLike) -> list[tuple[str, list[tuple[list[float
     """A split file back as [(image_path, [(xyxy, class name), ...])], checked as the
     loader will use it; FormatError naming the file and the image otherwise."""
     path = Path(path)
-    try:
-        obj = json.loads(path.read_text())
-    except OSError as exc:
-        raise BadInput(path, f"cannot read ({exc.strerror or exc})") from None
-    except ValueError as exc:
-        raise FormatError(path, f"not JSON ({exc})") from None
+    obj = read_json(path)
     if not isinstance(obj, list):
         raise FormatError(path, "expected a list of [image_path, boxes]")
     out = []
