@@ -156,13 +156,12 @@ def bench_register(scene: Path) -> list[tuple]:
 
 
 def bench_posecnn() -> None:
-    from labeller.core.camera import CameraIntrinsics
     from labeller.core.poses import make_pose, quat_wxyz_to_matrix
     from labeller.formats.annotations import AnnotationDocument
-    from labeller.formats.trajectory import Trajectory
     from labeller.init_poses import InitConfig, run
+    from tests.helpers import POSECNN, posecnn_frame_scene
 
-    src, ycb = SHARED / "rgbd" / "posecnn_ycb", SHARED / "ycb_models"
+    src, ycb = POSECNN, SHARED / "ycb_models"
     if not src.is_dir() or not ycb.is_dir():
         print(f"real PoseCNN frames: {src} or {ycb} not found, skipped")
         return
@@ -172,13 +171,7 @@ def bench_posecnn() -> None:
     for frame in ("000000", "000001", "000002", "000003"):
         root = ROOT / f"posecnn_{frame}"
         shutil.rmtree(root, ignore_errors=True)
-        (root / "rgb").mkdir(parents=True)
-        (root / "depth").mkdir()
-        shutil.copyfile(src / f"{frame}-color.png", root / "rgb" / "000000.png")
-        shutil.copyfile(src / f"{frame}-depth.png", root / "depth" / "000000.png")
-        CameraIntrinsics(640, 480, 618.0172729492188, 618.0033569335938, 312.376953125,
-                         232.37530517578125, 1000.0).write(root / "camera.json")
-        Trajectory({0: np.eye(4)}).write(root / "trajectory.txt")
+        posecnn_frame_scene(root, frame)
         mat = root / "000000-color.png.mat"
         shutil.copyfile(src / "posecnn_results" / f"{frame}-color.png.mat", mat)
         s = run(InitConfig(scene=root, estimates=mat, models_dir=ycb, min_frames=1))

@@ -36,3 +36,28 @@ def snapshot(root: Path) -> dict[str, str]:
     """sha256 of every file under root, to check that nothing was changed."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+POSECNN = SHARED_DATA / "rgbd" / "posecnn_ycb"
+
+
+def posecnn_frame_scene(root: Path, frame: str) -> Path:
+    """A one-frame scene (camera = world) from PoseCNN demo frame `frame` ("000001") in
+    ../shared: its colour and depth images, the camera read from the folder's meta.yml
+    (``INTRINSICS``: row-major 3x3 K; depth in millimetres), an identity trajectory."""
+    from ruamel.yaml import YAML
+
+    from labeller.core.camera import CameraIntrinsics
+    from labeller.formats.trajectory import Trajectory
+
+    K = np.asarray(YAML(typ="safe").load((POSECNN / "meta.yml").read_text())["INTRINSICS"],
+                   np.float64).reshape(3, 3)
+    color = POSECNN / f"{frame}-color.png"
+    h, w = cv2.imread(str(color), cv2.IMREAD_UNCHANGED).shape[:2]
+    (root / "rgb").mkdir(parents=True)
+    (root / "depth").mkdir()
+    (root / "rgb" / "000000.png").write_bytes(color.read_bytes())
+    (root / "depth" / "000000.png").write_bytes((POSECNN / f"{frame}-depth.png").read_bytes())
+    CameraIntrinsics(w, h, K[0, 0], K[1, 1], K[0, 2], K[1, 2], 1000.0).write(root / "camera.json")
+    Trajectory({0: np.eye(4)}).write(root / "trajectory.txt")
+    return root

@@ -21,9 +21,7 @@ from labeller.formats.posecnn_results import (
     read_posecnn_dir,
     read_posecnn_mat,
 )
-from tests.helpers import SHARED_DATA
-
-POSECNN = SHARED_DATA / "rgbd" / "posecnn_ycb"
+from tests.helpers import POSECNN
 
 
 def _pose(seed: int) -> np.ndarray:

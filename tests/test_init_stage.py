@@ -19,7 +19,7 @@ from labeller.formats.trajectory import Trajectory
 from labeller.init_poses import InitConfig, run
 from labeller.init_poses.simulate import simulate_estimates
 from labeller.init_poses.symmetry import class_symmetry, pairwise_distance_deg
-from tests.helpers import SHARED_DATA, snapshot
+from tests.helpers import POSECNN, SHARED_DATA, posecnn_frame_scene, snapshot
 
 FRAMES = 40
 CLASSES = ["mug", "mug", "tomato_soup_can", "cracker_box", "mustard_bottle"]
@@ -250,7 +250,6 @@ def test_register_on_the_tracked_cloud_reports_every_miss(scene):
 
 # --- real data: PoseCNN's results on its demo frames ------------------------------------
 
-POSECNN = SHARED_DATA / "rgbd" / "posecnn_ycb"
 YCB = SHARED_DATA / "ycb_models"
 
 
@@ -259,14 +258,7 @@ def test_real_posecnn_frame_imported(tmp_path, capsys):
     to exactly its poses (one estimate each), classes without a model are skipped."""
     if not POSECNN.is_dir() or not YCB.is_dir():
         pytest.skip(f"{POSECNN} or {YCB} not found")
-    root = tmp_path / "s"
-    (root / "rgb").mkdir(parents=True)
-    (root / "depth").mkdir()
-    shutil.copyfile(POSECNN / "000001-color.png", root / "rgb" / "000000.png")
-    shutil.copyfile(POSECNN / "000001-depth.png", root / "depth" / "000000.png")
-    CameraIntrinsics(640, 480, 618.0172729492188, 618.0033569335938, 312.376953125,
-                     232.37530517578125, 1000.0).write(root / "camera.json")
-    Trajectory({0: np.eye(4)}).write(root / "trajectory.txt")
+    root = posecnn_frame_scene(tmp_path / "s", "000001")
     mat = root / "000000-color.png.mat"  # frame 0 of this scene
     shutil.copyfile(POSECNN / "posecnn_results" / "000001-color.png.mat", mat)
     assert cli_main(["init", str(root), "--estimates", str(mat), "--models", str(YCB),

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from labeller.cli.main import main as cli_main
-from labeller.core.camera import CameraIntrinsics
 from labeller.core.classes import BY_NAME
 from labeller.core.errors import BadInput, Cancelled
 from labeller.core.fileio import read_image, sha256_file
@@ -31,7 +30,7 @@ from labeller.propagate import (
     run,
     scene_lock,
 )
-from tests.helpers import SHARED_DATA, snapshot
+from tests.helpers import POSECNN, SHARED_DATA, posecnn_frame_scene, snapshot
 
 FRAMES = 16
 
@@ -422,7 +421,6 @@ def test_cli_propagate_and_labels_print(labelled, tmp_path, capsys):
 
 # --- real data: ../shared/data/rgbd/posecnn_ycb ---------------------------------------------
 
-POSECNN = SHARED_DATA / "rgbd" / "posecnn_ycb"
 YCB = SHARED_DATA / "ycb_models"
 
 
@@ -430,13 +428,7 @@ def posecnn_scene(root: Path, frame: str, which: str = "refined") -> Path:
     """A one-frame scene from a PoseCNN demo frame (camera = world), objects of the ten
     PROPS classes at `poses_refined` (or the unrefined network output)."""
     d = json.loads((POSECNN / "posecnn_results_named.json").read_text())
-    (root / "rgb").mkdir(parents=True)
-    (root / "depth").mkdir()
-    shutil.copyfile(POSECNN / f"{frame}-color.png", root / "rgb" / "000000.png")
-    shutil.copyfile(POSECNN / f"{frame}-depth.png", root / "depth" / "000000.png")
-    CameraIntrinsics(640, 480, 618.0172729492188, 618.0033569335938, 312.376953125,
-                     232.37530517578125, 1000.0).write(root / "camera.json")
-    Trajectory({0: np.eye(4)}).write(root / "trajectory.txt")
+    posecnn_frame_scene(root, frame)
     objs = []
     for o in d["frames"][frame]:
         name = o["ycb_name"].partition("_")[2]
