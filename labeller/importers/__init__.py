@@ -27,12 +27,18 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from labeller.core.errors import BadInput
-from labeller.core.fileio import atomic_dir, temp_dir_beside
+from labeller.core.lazy import lazy_exports
 from labeller.core.progress import ProgressFn
-from labeller.importers.writer import SCENE_LAYOUT_TEXT, ImportResult, is_replaceable_scene
+
+if TYPE_CHECKING:
+    from labeller.importers.writer import ImportResult
+
+# `labeller --help` lists FORMATS from here: the writer (and OpenCV with it) loads only
+# when an import runs.
+__getattr__ = lazy_exports(__name__, {"ImportResult": "writer"})
 
 __all__ = ["FORMATS", "ImportResult", "ImporterSpec", "get_importer", "import_scene"]
 
@@ -83,6 +89,9 @@ def import_scene(fmt: str, src: str | os.PathLike, dest: str | os.PathLike, *, l
     BadInput and nothing is written. `models_dir` is the models library the sanity check
     looks in for the annotations' models.
     """
+    from labeller.core.fileio import atomic_dir, temp_dir_beside
+    from labeller.importers.writer import SCENE_LAYOUT_TEXT, is_replaceable_scene
+
     func = get_importer(fmt)
     params = inspect.signature(func).parameters
     for name in options:

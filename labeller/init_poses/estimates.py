@@ -10,7 +10,6 @@ runs before anything is written.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from labeller.core.classes import BY_YCBV_ID
 from labeller.core.errors import FormatError, ModelError
+from labeller.core.fileio import read_json
 from labeller.formats.bop_results import YCBV_OBJECTS, PoseEstimate, read_bop_results
 from labeller.formats.models import find_class_model
 from labeller.formats.posecnn_results import POSECNN_SUFFIX, read_posecnn_dir, read_posecnn_mat
@@ -55,10 +55,7 @@ def read_obj_map(path: str | os.PathLike) -> dict[int, str]:
     path = Path(path)
     if not path.is_file():
         raise FormatError(path, "file not found")
-    try:
-        raw = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FormatError(path, f"not valid JSON ({exc})") from None
+    raw = read_json(path)
     if not isinstance(raw, dict) or not raw:
         raise FormatError(path, 'must be a JSON object {"obj_id": "class name", ...}')
     out: dict[int, str] = {}
