@@ -64,11 +64,6 @@ def describe(msgtype: str, msg: Any) -> str:
     return f"CompressedImage '{msg.format}'"
 
 
-def is_lossless(msgtype: str, msg: Any) -> bool:
-    return msgtype == IMAGE_TYPE or "jpeg" not in str(msg.format).lower() and \
-        "jpg" not in str(msg.format).lower()
-
-
 def decode(msgtype: str, msg: Any, where: str) -> np.ndarray:
     """(H, W, 3) uint8 RGB for colour, (H, W) uint16 mm for depth; FormatError naming
     `where` for an encoding that is not supported or data that does not decode."""
