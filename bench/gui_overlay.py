@@ -11,7 +11,13 @@ triangles each, when ../shared/data/ycb_models is there; procedural stand-ins ot
                  per step (labeller.geometry.render.ObjectRenderer used directly)
   gui/drag       the real window (offscreen): mouse-move events drive a drag as fast as
                  the UI thread takes them; counts overlays actually drawn per second
-                 (worker thread, stale requests dropped, QPixmap upload included)
+                 (worker thread, stale requests dropped, QPixmap upload included), once in
+                 the silhouette style and once textured (the window's default)
+
+  style/*        milliseconds per overlay at 640x480 in each style (textured, silhouette,
+                 outline; axes on for the textured row "textured+axes"), for a drag (one
+                 object recast per step) and a frame change (all six recast), with the
+                 ratio textured / silhouette
 
 Usage: .venv/bin/python bench/gui_overlay.py [--steps 60] [--seconds 4]
 """
@@ -89,7 +95,44 @@ def core(scene: Path, steps: int) -> dict[str, float]:
     return res
 
 
-def gui_drag(scene: Path, seconds: float) -> tuple[float, float, int, int]:
+def styles(scene: Path, steps: int) -> dict[str, tuple[float, float]]:
+    """Style name -> (ms per overlay while dragging one object, ms per overlay when the
+    camera moves and every object is recast), full resolution."""
+    from labeller.annotate.document import DocumentModel
+    from labeller.annotate.pose_edit import drag_translate
+    from labeller.geometry.overlay import OverlayObject, OverlayRenderer, OverlayStyle, model_centre
+
+    m = DocumentModel.open(scene, YCB if YCB.is_dir() else None)
+    cam = m.camera
+    T_wc = m.T_world_cam(0)
+    objs = [OverlayObject(o.id, m.object_model(o.id), o.T_world_obj, m.class_color(o.class_name))
+            for o in m.objects()]
+    k = 0
+    c = model_centre(objs[k].model)
+    out = {}
+    for name, style in (("silhouette", OverlayStyle(mode="silhouette")),
+                        ("textured", OverlayStyle(mode="textured")),
+                        ("textured+axes", OverlayStyle(mode="textured", axes=True)),
+                        ("outline", OverlayStyle(mode="outline"))):
+        r = OverlayRenderer()
+        r.render(cam, T_wc, objs, style=style)  # warm: casters built, colours loaded
+        t0 = time.perf_counter()
+        for s in range(1, steps + 1):
+            moved = list(objs)
+            T = drag_translate(objs[k].T_world_obj, T_wc, cam, c, 2.0 * s, 1.0 * s)
+            moved[k] = OverlayObject(objs[k].obj_id, objs[k].model, T, objs[k].color_rgb)
+            r.render(cam, T_wc, moved, selected=objs[k].obj_id, style=style)
+        drag_ms = 1000 * (time.perf_counter() - t0) / steps
+        t0 = time.perf_counter()
+        for s in range(1, steps + 1):
+            T = T_wc.copy()
+            T[0, 3] += 0.001 * s
+            r.render(cam, T, objs, style=style)
+        out[name] = (drag_ms, 1000 * (time.perf_counter() - t0) / steps)
+    return out
+
+
+def gui_drag(scene: Path, seconds: float, mode: str = "textured") -> tuple[float, float, int, int]:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     os.environ["LABELLER_CONFIG_DIR"] = tempfile.mkdtemp(prefix="labeller_bench_cfg_")
     from PySide6.QtCore import QPoint, QPointF, Qt
@@ -103,6 +146,10 @@ def gui_drag(scene: Path, seconds: float) -> tuple[float, float, int, int]:
     w.resize(1280, 800)
     w.show()
     assert w.open_scene(scene)
+    from dataclasses import replace
+
+    w.state.overlay_style = replace(w.state.overlay_style, mode=mode)
+    w.request_render()
 
     def settle():
         t = time.perf_counter()
@@ -160,9 +207,18 @@ def main() -> int:
         for k, v in res.items():
             print(f"{k:14s} {v:7.1f} updates/s")
         print(f"ratio core/full vs peer/naive: {res['core/full'] / res['peer/naive']:.1f}x")
-        ups, mps, n, dropped = gui_drag(scene, args.seconds)
-        print(f"gui/drag       {ups:7.1f} overlays drawn/s  ({n} drawn, {mps:.0f} mouse moves/s "
-              f"sent, {dropped} stale requests dropped; target >= 20)")
+        st = styles(scene, args.steps)
+        for k, (drag_ms, rescan_ms) in st.items():
+            print(f"style/{k:14s} drag {drag_ms:6.1f} ms/overlay   frame change {rescan_ms:6.1f} "
+                  "ms/overlay")
+        sd, sr = st["silhouette"]
+        td, tr = st["textured"]
+        print(f"ratio textured / silhouette: drag {td / sd:.2f}x, frame change {tr / sr:.2f}x")
+        # QApplication once per process: both drags run in the same one.
+        for mode in ("silhouette", "textured"):
+            ups, mps, n, dropped = gui_drag(scene, args.seconds, mode)
+            print(f"gui/drag {mode:10s} {ups:7.1f} overlays drawn/s  ({n} drawn, {mps:.0f} mouse "
+                  f"moves/s sent, {dropped} stale requests dropped; target >= 20)")
     print(f"cpu cores: {os.cpu_count()}")
     return 0
 

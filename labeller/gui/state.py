@@ -21,11 +21,12 @@ RequestRender = Callable[..., None]
 class WindowState:
     """model: the open document (None: no scene); frame: the main view's frame index;
     selected_id: the selected object's id (None: none); service: the main view's
-    renderer (None: no scene); overlay_style: opacity and outline of the silhouettes."""
+    renderer (None: no scene); overlay_style: how objects are drawn (textured by default;
+    T / X change it, `labeller.gui.overlay_toggles`)."""
 
     def __init__(self) -> None:
         self.model: DocumentModel | None = None
         self.frame = 0
         self.selected_id: int | None = None
         self.service: OverlayService | None = None
-        self.overlay_style = OverlayStyle()
+        self.overlay_style = OverlayStyle(mode="textured")

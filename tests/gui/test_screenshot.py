@@ -33,6 +33,9 @@ def test_screenshot_main_window_with_overlays(qtbot, make_window, tmp_path):
     w = make_window(lib if lib.is_dir() else None)
     w.resize(1400, 860)
     assert w.open_scene(scene)
+    # This screenshot shows the silhouettes (the textured style has its own,
+    # test_screenshot_textured.py).
+    w.overlay_toggles.set_mode("silhouette")
     ids = w.model.object_ids
     w.set_frame(1)
     w.editor.toggle_keyframe()
