@@ -1,6 +1,10 @@
 """The propagation preview: every frame scored as `labeller propagate` would, objects drawn
 green (ok) or red (flagged), flagged frames marked on the timeline.
 
+An object is flagged by its depth score or by the colour check (a label that looks
+turned 180 degrees, `labeller.geometry.colour_consistency`); jumping to a flagged frame
+says which objects and why (`frame_text`).
+
 `PreviewController` reads the scores from labels/labels.h5 when that file matches the
 document (`labeller.annotate.preview.read_preview`), else computes them in the
 background (`compute_preview`); an edit drops them and, while the preview is on,
@@ -133,8 +137,10 @@ class PreviewController(QObject):
         flagged = pv.flagged_frames()
         if self.active:
             self.timeline.set_flagged(flagged)
+        flips = pv.n_colour_flagged()
         self.status.showMessage(
             f"Preview ({pv.source}): {len(flagged)} of {len(pv.frame_ids)} frames flagged"
+            + (f", {flips} label(s) look turned 180° by colour" if flips else "")
             + ("; N jumps to the next" if flagged else ""), 8000)
         self.request_render()
 
@@ -151,4 +157,19 @@ class PreviewController(QObject):
             self.status.showMessage("No more flagged frames that way", 4000)
             return None
         self.set_frame(t)
+        why = self.frame_text(t)
+        if why:
+            self.status.showMessage(f"Frame {t}: {why}", 8000)
         return t
+
+    def frame_text(self, t: int) -> str:
+        """Each flagged object of frame t with its depth score and colour check, e.g.
+        "#5 depth 0.97, colour 0.04 flip suspected"; "" when none (or no preview)."""
+        if self.result is None:
+            return ""
+        parts = []
+        for obj_id, (score, flagged) in self.result.object_state(t).items():
+            if flagged:
+                colour = self.result.colour_text(t, obj_id)
+                parts.append(f"#{obj_id} depth {score:.2f}" + (f", {colour}" if colour else ""))
+        return "; ".join(parts)

@@ -32,6 +32,8 @@ class PropagateConfig:
     occlusion_margin_m: a sensor surface nearer than the model by more than this is an
     occluder nobody annotated (not scored); nearer by delta..margin counts against the pose;
     flag_min_score / flag_min_visib: flag rule (score below, scored fraction at least);
+    colour_check: render textured objects and flag suspected 180-degree flips
+    (`labeller.geometry.colour_consistency`; docs/propagate.md);
     icp_max_trans_m / icp_max_rot_deg: the largest ICP correction accepted;
     chunk_frames: frames per task handed to a worker; max_overlays: overlay images of the
     worst flagged frames; restart: ignore a partial or finished earlier run;
@@ -61,6 +63,10 @@ class PropagateConfig:
                                     help="largest ICP correction accepted, metres")
     icp_max_rot_deg: float = option(5.0, flag="--icp-max-rot", metavar="DEG",
                                     help="largest ICP rotation accepted, degrees")
+    colour_check: bool = option(True, flag="--no-colour-check",
+                                help="skip the colour check (flip QA) of textured objects: "
+                                     "faster, but a shape-symmetric object turned 180 "
+                                     "degrees is not flagged")
     chunk_frames: int = 8
     max_overlays: int = option(12, flag="--overlays", metavar="K",
                                help="review images of the K worst flagged frames")

@@ -7,20 +7,36 @@ alone casts are composited by depth into the front-most-object image, which is e
 what casting all objects together gives; the bop19 visibility, BOP counts and boxes and
 the depth-consistency score follow (`labeller.geometry.depth_check`). With
 ``refine="icp"`` a point-to-plane ICP correction against the sensor depth is scored and
-stored beside the propagated pose.
+stored beside the propagated pose. With ``colour_check`` every object whose model has
+colours (a texture or vertex colours) is also rendered textured at its pose and at the
+180-degree turns its shape allows, and compared with the frame's colour
+(`labeller.geometry.colour_consistency`): colour_score, colour_turned_score and
+colour_state; a suspected flip is flagged (`labeller.formats.labels.flag_rule`) when
+the model has a texture image (vertex colours only score: `coarse_colours`).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from labeller.core.camera import CameraIntrinsics
+from labeller.core.errors import BadInput
 from labeller.core.poses import inv_pose, transform_points
 from labeller.formats.labels import OBJECT_FIELDS, FrameRecord, compress_mask
 from labeller.formats.scene import Scene
+from labeller.geometry.colour_consistency import (
+    NO_TEXTURE_RESULT,
+    NOT_COMPUTED_RESULT,
+    AlbedoCaster,
+    ColourResult,
+    check_label,
+    coarse_colours,
+    model_half_turns,
+)
 from labeller.geometry.depth_check import (
     AGREE,
     MODEL_BEHIND,
@@ -36,6 +52,8 @@ from labeller.geometry.depth_check import (
 )
 from labeller.geometry.icp import IcpSettings, icp_candidate
 from labeller.geometry.render import ObjectRenderer
+
+log = logging.getLogger(__name__)
 
 # The ICP correction must raise the score by more than this to be accepted (a tie is
 # no evidence that the correction is better).
@@ -65,6 +83,7 @@ class Job:
     refine: str
     icp: IcpSettings
     symmetry_axes: tuple[tuple[float, float, float] | None, ...] = ()
+    colour_check: bool = False
 
 
 @dataclass
@@ -97,7 +116,9 @@ class FrameLabeller:
         from labeller.formats.models import convex_hull_vertices, load_model
 
         self.job = job
-        self.scene = Scene(job.scene)
+        # The stage checked the scene strictly (preparation); the GUI's refine and preview
+        # also run on scenes with a missing depth frame, which reads as "no depth".
+        self.scene = Scene(job.scene, allow_missing_depth=True)
         self.camera = job.camera
         self.models = [load_model(p) for _, p, _ in job.objects]
         self.ids = [int(i) for i, _, _ in job.objects]
@@ -105,6 +126,38 @@ class FrameLabeller:
         self.renderer = ObjectRenderer(list(zip(self.ids, self.models, self.T_world_obj, strict=True)))
         self.factor = ray_length_factor(self.camera)
         self.hulls = [convex_hull_vertices(m.vertices) for m in self.models]
+        self._colour: tuple[AlbedoCaster, list[bool], list[tuple[np.ndarray, ...]]] | None = None
+        self._textured: list[bool] = []
+
+    # -- colour check ---------------------------------------------------------------------
+    def colour_setup(self) -> tuple[AlbedoCaster, list[bool], list[tuple[np.ndarray, ...]]]:
+        """(albedo caster of all objects, per object: has colours, its half turns),
+        built on first use (only runs that check colour load textures). Which objects
+        have a texture image (only those can flag a flip) is `self._textured`."""
+        if self._colour is None:
+            from labeller.geometry.textured_render import load_textured_model
+
+            paths = [p for _, p, _ in self.job.objects]
+            tex = [load_textured_model(p) for p in paths]
+            has = [t.colour_source != "flat colour" for t in tex]
+            self._textured = [t.has_texture for t in tex]
+            axes = self.job.symmetry_axes or (None,) * len(paths)
+            turns = [model_half_turns(p, a) if h else () for p, a, h in zip(paths, axes, has, strict=True)]
+            caster = AlbedoCaster(list(zip(self.ids, tex, self.T_world_obj, strict=True)))
+            self._colour = (caster, has, turns)
+        return self._colour
+
+    def colour(self, i: int, v: ObjectView, T_cam_obj_i: np.ndarray, rgb: np.ndarray) -> ColourResult:
+        """The colour check of object i (its view `v` from `analyse`) at T_cam_obj_i (4x4)
+        in a frame whose colour image is rgb (H, W, 3) uint8."""
+        caster, has, turns = self.colour_setup()
+        if v.roi is None or v.visib is None or not v.visib.any():
+            return NOT_COMPUTED_RESULT
+        if not has[i]:
+            return NO_TEXTURE_RESULT
+        res = check_label(caster, self.camera, self.ids[i], self.T_world_obj[i], T_cam_obj_i,
+                          turns[i], v.roi, v.visib, rgb)
+        return res if self._textured[i] else coarse_colours(res)
 
     # -- casting ------------------------------------------------------------------------
     def footprint(self, i: int, T_cam_obj: np.ndarray) -> tuple[Roi, np.ndarray | None] | None:
@@ -222,6 +275,7 @@ class FrameLabeller:
         arrays["T_cam_obj"][:] = T_cam_obj
         mask_visib = np.zeros((H, W), np.uint16)
         full_z: list[bytes | None] = []
+        rgb = self._colour_image(frame_id)
         for i, v in enumerate(views):
             m = v.m
             arrays["bbox_obj"][i] = m.bbox_obj
@@ -243,9 +297,26 @@ class FrameLabeller:
             full = np.zeros((H, W), np.uint8)
             full[ys, xs] = v.dist_model > 0
             full_z.append(compress_mask(full))
+            if rgb is not None:
+                c = self.colour(i, v, T_cam_obj[i], rgb)
+                arrays["colour_score"][i] = c.score
+                arrays["colour_turned_score"][i] = c.turned_score
+                arrays["colour_state"][i] = c.state
             if refine:
                 self._refine(i, v, T_cam_obj, views, depth_m, dist_s, ibuf, arrays)
         return FrameRecord(index, int(frame_id), arrays, compress_mask(mask_visib), full_z)
+
+    def _colour_image(self, frame_id: int) -> np.ndarray | None:
+        """The frame's colour (H, W, 3) uint8 for the colour check, or None: no check in
+        this job, no object with colours, or an unreadable colour image (the depth labels
+        do not need it, so that frame's colour state stays "not computed", with a warning)."""
+        if not self.job.colour_check or not any(self.colour_setup()[1]):
+            return None
+        try:
+            return self.scene.rgb(frame_id)
+        except BadInput as exc:
+            log.warning("frame %d: colour check skipped: %s", frame_id, exc)
+            return None
 
     # -- ICP --------------------------------------------------------------------------
     def _refine(self, i: int, v: ObjectView, T_cam_obj: np.ndarray, views: list[ObjectView],

@@ -65,6 +65,8 @@ def overlay_image(fl: FrameLabeller, labels: Labels, t: int) -> np.ndarray:
         if o.flagged:
             dz = "" if not np.isfinite(o.median_abs_dz_m) else f" |dz| {o.median_abs_dz_m * 1000:.0f} mm"
             text = f"#{o.id} {o.class_name} score {sc}{dz}"
+            if o.colour_state_name == "flip suspected":  # the depth agrees; the print does not
+                text += f", colour {o.colour_score:.2f}: turned 180?"
         else:
             text = f"#{o.id} {sc}"
         (tw, th), _ = cv2.getTextSize(text, font, scale, thick)

@@ -99,7 +99,7 @@ def prepare(cfg: PropagateConfig) -> PreparedRun:
     axes = tuple(BY_NAME[o.class_name].symmetry_axis if o.class_name in BY_NAME else None
                  for o in doc.objects)
     job = Job(str(scene.root), scene.camera, tuple(objs), cfg.delta_m, cfg.occlusion_margin_m,
-              cfg.refine, icp, axes)
+              cfg.refine, icp, axes, cfg.colour_check)
     ann_sha = sha256_file(ann_path)
     inputs = {
         "format_version": LABELS_VERSION,
@@ -109,7 +109,7 @@ def prepare(cfg: PropagateConfig) -> PreparedRun:
         "models_sha256": model_sha,
         "depth_frames": _depth_fingerprint(scene, frame_ids),
         "settings": {"delta_m": cfg.delta_m, "occlusion_margin_m": cfg.occlusion_margin_m,
-                     "refine": cfg.refine,
+                     "refine": cfg.refine, "colour_check": cfg.colour_check,
                      "icp": dataclasses.asdict(icp) if cfg.refine == "icp" else None},
     }
     cam = scene.camera

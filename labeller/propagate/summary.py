@@ -1,7 +1,8 @@
 """What a run did: `PropagateSummary` (its `format()` is what `labeller propagate` prints).
 
-Per object: frames in view and visible, mean visibility, median score, flags and ICP
-refinements, all read back from the finished labels.h5.
+Per object: frames in view and visible, mean visibility, median score, flags, the colour
+check's suspected flips and undecidable frames, and ICP refinements, all read back from
+the finished labels.h5.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from labeller.formats.labels import Labels
+from labeller.formats.labels import COLOUR_FLAGGED, COLOUR_UNDECIDABLE, Labels
 from labeller.propagate.config import PropagateConfig
 
 
@@ -29,6 +30,8 @@ class ObjectSummary:
     median_score: float  # over frames with a score
     flagged: int
     refined: int
+    colour_flagged: int = 0  # colour check: a suspected 180-degree flip (also in `flagged`)
+    colour_undecidable: int = 0  # colour check: the print looks the same turned
 
 
 @dataclass
@@ -83,15 +86,18 @@ class PropagateSummary:
                                        f"{self.overlays[0].parent}" if self.overlays else ""))
         w = max([len(o.class_name) for o in self.objects] + [5])
         lines.append(f"  {'id':>4} {'class':<{w}} {'in view':>8} {'visible':>8} {'visib':>6} "
-                     f"{'score':>6} {'flagged':>8}" + (f" {'refined':>8}" if self.refine != "none" else ""))
+                     f"{'score':>6} {'flagged':>8} {'flips':>6} {'undec.':>6}"
+                     + (f" {'refined':>8}" if self.refine != "none" else ""))
         for o in self.objects:
             sc = "-" if not np.isfinite(o.median_score) else f"{o.median_score:.2f}"
             vf = "-" if not np.isfinite(o.mean_visib_fract) else f"{o.mean_visib_fract:.2f}"
             lines.append(f"  {o.id:>4} {o.class_name:<{w}} {o.frames_in_view:>8} {o.frames_visible:>8} "
-                         f"{vf:>6} {sc:>6} {o.flagged:>8}"
+                         f"{vf:>6} {sc:>6} {o.flagged:>8} {o.colour_flagged:>6} "
+                         f"{o.colour_undecidable:>6}"
                          + (f" {o.refined:>8}" if self.refine != "none" else ""))
         lines.append("  (in view: frames where the object projects into the image; visible: "
-                     "visib_fract >= 0.1; visib: mean visib_fract in view; score: median)")
+                     "visib_fract >= 0.1; visib: mean visib_fract in view; score: median; flips: frames the "
+                     "colour check suspects a 180-degree turn; undec.: frames it cannot decide)")
         lines.append(f"wrote {self.labels_path}")
         return "\n".join(lines)
 
@@ -109,7 +115,9 @@ def summarise(labels: Labels, cfg: PropagateConfig, overlays: list[Path], resume
             o.id, o.class_name, int(inview.sum()), int((A["visib_fract"][:, i] >= 0.1).sum()),
             float(A["visib_fract"][inview, i].mean()) if inview.any() else float("nan"),
             float(np.median(sc[np.isfinite(sc)])) if np.isfinite(sc).any() else float("nan"),
-            int(A["flagged"][:, i].sum()), int(A["refined"][:, i].sum())))
+            int(A["flagged"][:, i].sum()), int(A["refined"][:, i].sum()),
+            int((A["colour_state"][:, i] == COLOUR_FLAGGED).sum()),
+            int((A["colour_state"][:, i] == COLOUR_UNDECIDABLE).sum())))
     fl = A["flagged"]
     return PropagateSummary(
         scene=Path(cfg.scene), labels_path=labels.path, n_frames=labels.n_frames,

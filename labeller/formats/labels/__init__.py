@@ -10,7 +10,7 @@ Modules:
 
 * `schema`: format name and version, the per-object fields (`OBJECT_FIELDS`), the root
   attributes (`LabelsMeta`), `LabelObject`, the per-frame `FrameRecord`, `compress_mask`
-  and the review `flag_rule`.
+  the review `flag_rule` and the colour states (`COLOUR_STATE_NAMES`).
 * `writer`: `LabelsWriter` writes a file in place (the propagation stage points it at
   `labels.h5.partial` and renames that at the end); `/frames/done` records which frames
   are written, so an interrupted run resumes.
@@ -19,6 +19,12 @@ Modules:
 
 from labeller.formats.labels.reader import FrameLabels, Labels, ObjectLabels
 from labeller.formats.labels.schema import (
+    COLOUR_FLAGGED,
+    COLOUR_NO_TEXTURE,
+    COLOUR_NOT_COMPUTED,
+    COLOUR_OK,
+    COLOUR_STATE_NAMES,
+    COLOUR_UNDECIDABLE,
     LABELS_FORMAT,
     LABELS_VERSION,
     MASK_GZIP_LEVEL,
@@ -34,6 +40,12 @@ from labeller.formats.labels.schema import (
 from labeller.formats.labels.writer import LabelsWriter
 
 __all__ = [
+    "COLOUR_FLAGGED",
+    "COLOUR_NOT_COMPUTED",
+    "COLOUR_NO_TEXTURE",
+    "COLOUR_OK",
+    "COLOUR_STATE_NAMES",
+    "COLOUR_UNDECIDABLE",
     "LABELS_FORMAT",
     "LABELS_VERSION",
     "MASK_GZIP_LEVEL",

@@ -20,7 +20,11 @@ LABELS_FORMAT = "labeller-labels"
 # every other dataset (strings fixed-length too: nothing in the unchecked global heap);
 # masks are protected by their deflate streams' Adler-32. Version-2 files stay readable
 # (their values are validated); a run never resumes one.
-LABELS_VERSION = 3
+# Version 4: the colour check (flip QA): colour_score, colour_turned_score and
+# colour_state per label; the review flag also covers colour_state == COLOUR_FLAGGED.
+# Version-3 files stay readable (their colour fields read as not computed); a run never
+# resumes one.
+LABELS_VERSION = 4
 # Written in HDF5 1.10's file format (its object headers and chunk indices carry
 # checksums; HDF5 >= 1.10 reads it), with up to this many attributes kept in an object's
 # header (beyond HDF5's default of 8 they move to a heap without checksums).
@@ -53,7 +57,16 @@ OBJECT_FIELDS: dict[str, tuple[str, tuple[int, ...], object]] = {
     "median_abs_dz_m": ("f4", (), np.nan),
     "score_fract": ("f4", (), 0.0),
     "flagged": ("bool", (), False),
+    # ext (version 4): the colour check (labeller.geometry.colour_consistency): the
+    # label's gradient correlation with the frame (-1..1, NaN: not computed), the best of
+    # its 180-degree-turned alternatives, and the state (COLOUR_STATE_NAMES)
+    "colour_score": ("f4", (), np.nan),
+    "colour_turned_score": ("f4", (), np.nan),
+    "colour_state": ("u1", (), 0),
 }
+# colour_state values (uint8). Codes are stored: append, never renumber.
+COLOUR_NOT_COMPUTED, COLOUR_OK, COLOUR_FLAGGED, COLOUR_UNDECIDABLE, COLOUR_NO_TEXTURE = range(5)
+COLOUR_STATE_NAMES = ("not computed", "ok", "flip suspected", "undecidable", "no texture")
 # Root attributes every version-1 file has.
 REQUIRED_ATTRS = ("format", "version", "width", "height", "n_frames", "delta_m",
                   "flag_min_score", "flag_min_visib", "refine", "trajectory_sha256",
@@ -114,10 +127,14 @@ def compress_mask(mask: np.ndarray) -> bytes:
 
 
 def flag_rule(score: np.ndarray, score_fract: np.ndarray, min_score: float,
-              min_visib: float) -> np.ndarray:
+              min_visib: float, colour_state: np.ndarray | None = None) -> np.ndarray:
     """Flagged where the score is below `min_score` on an object whose scored part covers at
     least `min_visib` of its full mask (score_fract; see docs/propagate.md for why not
-    visib_fract). NaN scores are never flagged."""
+    visib_fract), or where the colour check suspects a flip (colour_state ==
+    COLOUR_FLAGGED, same shape as score). NaN scores are never flagged by depth."""
     with np.errstate(invalid="ignore"):
-        return (score < min_score) & (score_fract >= min_visib) & np.isfinite(score)
+        depth = (score < min_score) & (score_fract >= min_visib) & np.isfinite(score)
+    if colour_state is None:
+        return depth
+    return depth | (np.asarray(colour_state) == COLOUR_FLAGGED)
 

@@ -83,7 +83,9 @@ def _strings(group: Any, name: str, values: list[str]) -> None:
 def _new_file(path: Path) -> Any:
     """A new HDF5 file (truncating any at `path`) in the 1.10 format, with every attribute
     kept in its object's (checksummed) header: HDF5 stores more than 8 attributes in a
-    separate heap without checksums by default, whose damage it may loop on forever."""
+    separate heap without checksums by default, whose damage it may loop on forever.
+    No creation times are recorded, so the same labels give the same bytes (exports list
+    labels.h5 hashes; a rerun on another machine must not change them)."""
     import h5py
 
     fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
@@ -91,6 +93,7 @@ def _new_file(path: Path) -> Any:
     fapl.set_fclose_degree(h5py.h5f.CLOSE_STRONG)
     fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
     fcpl.set_attr_phase_change(COMPACT_ATTRS, COMPACT_ATTRS - 1)
+    fcpl.set_obj_track_times(False)
     return h5py.File(h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_TRUNC, fcpl=fcpl, fapl=fapl))
 
 
@@ -276,7 +279,7 @@ class LabelsWriter:
         a["flag_min_visib"] = float(flag_min_visib)
         if self.n_rows and self.n_objects:
             fr["flagged"][:] = flag_rule(fr["score"][:], fr["score_fract"][:],
-                                         flag_min_score, flag_min_visib)
+                                         flag_min_score, flag_min_visib, fr["colour_state"][:])
         a["complete"] = True
         self._f.flush()
 
