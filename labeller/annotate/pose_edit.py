@@ -1,9 +1,12 @@
 """The geometry of editing an object's pose in the annotation window (Qt-free).
 
 Nudges along the camera axes, rotations about the object's centre (the centre of the
-model's bounding box, `labeller.geometry.overlay.model_centre`) about camera axes,
-dragging in the image plane, moving along the viewing ray, and click-to-place
-(back-project the clicked pixel's sensor depth and put the model's visible surface there).
+model's bounding box, `labeller.geometry.overlay.model_centre`) about camera axes or the
+model's own axes (keys and drags), exact quarter turns about the object's up axis (the
+model axis closest to the support's normal, else to the camera's -y), copying another
+object's rotation, dragging in the image plane, moving along the viewing ray, and
+click-to-place (back-project the clicked pixel's sensor depth and put the model's visible
+surface there). Standing an object on its support is `labeller.annotate.support_plane`.
 
 Frames and units: T_world_obj, T_world_cam are 4x4 float64 (metres); camera frame is
 OpenCV (x right, y down, z forward); pixel (u, v) has its centre at integer coordinates.
@@ -152,3 +155,114 @@ def place_at_pixel(camera: CameraIntrinsics, T_world_cam: np.ndarray, depth_m: n
     T_world_obj = np.asarray(T_world_cam, float) @ T_cam_obj
     T_world_obj[:3, :3] = R_world_obj  # exactly the rotation asked for, not a round trip
     return T_world_obj
+
+
+# -- turning about the object's own axes ------------------------------------------------------
+# The two frames the turn keys (I/K J/L U/O) and Ctrl+drag turn in.
+TURN_FRAME_CAMERA, TURN_FRAME_OBJECT = "camera", "object"
+# Camera -y (OpenCV: y points down in the image) is "up" when there is no support plane.
+CAMERA_UP_CAM = np.array([0.0, -1.0, 0.0])
+AXIS_NAMES = ("x", "y", "z")
+
+
+def keep_centre(T_world_obj: np.ndarray, R_world_new: np.ndarray,
+                centre_obj: np.ndarray) -> np.ndarray:
+    """T_world_obj with rotation `R_world_new` (3, 3) and the model's centre `centre_obj`
+    (model frame, metres) left where it was in the world."""
+    T = np.asarray(T_world_obj, dtype=np.float64)
+    c_world = T[:3, :3] @ centre_obj + T[:3, 3]
+    out = np.eye(4)
+    out[:3, :3] = R_world_new
+    out[:3, 3] = c_world - out[:3, :3] @ centre_obj
+    return out
+
+
+def rotate_in_object(T_world_obj: np.ndarray, axis_obj: Sequence[float] | np.ndarray,
+                     angle_rad: float, centre_obj: np.ndarray) -> np.ndarray:
+    """T_world_obj turned by `angle_rad` about `axis_obj` (a model-frame direction)
+    through the object's centre `centre_obj` (model frame, metres): that axis stays put
+    in the world."""
+    R = np.asarray(T_world_obj, dtype=np.float64)[:3, :3]
+    return keep_centre(T_world_obj, R @ axis_angle_to_matrix(np.asarray(axis_obj, float),
+                                                             angle_rad), centre_obj)
+
+
+def nearest_axis(R_a_obj: np.ndarray, direction_a: Sequence[float] | np.ndarray,
+                 exclude: Sequence[int] = ()) -> tuple[int, int]:
+    """(index 0/1/2, sign +1/-1) of the model axis (columns of R_a_obj, (3, 3)) closest to
+    `direction_a` (3,), both in the same frame a; sign * axis points along the direction."""
+    d = np.asarray(direction_a, dtype=np.float64)
+    dots = np.asarray(R_a_obj, dtype=np.float64).T @ d
+    order = [k for k in np.argsort(-np.abs(dots), kind="stable") if k not in exclude]
+    k = int(order[0])
+    return k, 1 if dots[k] >= 0 else -1
+
+
+def camera_up_world(T_world_cam: np.ndarray) -> np.ndarray:
+    """The camera's -y (image up) as a world direction (3,)."""
+    return np.asarray(T_world_cam, dtype=np.float64)[:3, :3] @ CAMERA_UP_CAM
+
+
+def up_axis(R_world_obj: np.ndarray, up_world: Sequence[float] | np.ndarray
+            ) -> tuple[int, int]:
+    """The object's up axis: the model axis (index, sign) closest to `up_world`, the
+    support plane's normal (or, without a support, the camera's -y: `camera_up_world`)."""
+    return nearest_axis(R_world_obj, up_world)
+
+
+def quarter_turn(T_world_obj: np.ndarray, centre_obj: np.ndarray, axis: int, sign: int,
+                 quarter_turns: int) -> np.ndarray:
+    """T_world_obj turned by `quarter_turns` x 90 deg about model axis `axis` (0/1/2),
+    positive about sign * that axis (right hand), through the centre. The turn in the
+    model frame is an exact signed permutation, so four quarter turns give back the very
+    same rotation (up to the last bit)."""
+    e = np.zeros(3)
+    e[axis] = float(sign)
+    P = np.rint(axis_angle_to_matrix(e, quarter_turns * np.pi / 2))
+    R = np.asarray(T_world_obj, dtype=np.float64)[:3, :3]
+    return keep_centre(T_world_obj, R @ P, centre_obj)
+
+
+def copy_rotation(T_world_obj: np.ndarray, R_world_src: np.ndarray,
+                  centre_obj: np.ndarray) -> np.ndarray:
+    """T_world_obj with another object's world rotation `R_world_src` (3, 3), turned about
+    its own centre `centre_obj` (model frame) so the centre stays."""
+    return keep_centre(T_world_obj, np.array(R_world_src, dtype=np.float64)[:3, :3], centre_obj)
+
+
+def drag_rotate_object(T_start: np.ndarray, T_world_cam: np.ndarray, centre_obj: np.ndarray,
+                       du: float, dv: float, deg_per_px: float = 0.5) -> np.ndarray:
+    """Ctrl+drag in the object-axes turn frame: dragging right turns about the model axis
+    closest to the camera's y (the one a camera-axes drag would turn about), dragging
+    down about the model axis closest to the camera's x (of the other two), with the
+    signs of `drag_rotate`. The axes are chosen at the drag's start pose, so a drag turns
+    about the object's own axes only and is exact to repeat."""
+    T = np.asarray(T_start, dtype=np.float64)
+    R_cam_obj = np.asarray(T_world_cam, dtype=np.float64)[:3, :3].T @ T[:3, :3]
+    k_h, s_h = nearest_axis(R_cam_obj, (0.0, 1.0, 0.0))
+    k_v, s_v = nearest_axis(R_cam_obj, (1.0, 0.0, 0.0), exclude=(k_h,))
+    e_h, e_v = np.eye(3)[k_h], np.eye(3)[k_v]
+    ang_h = -np.radians(du * deg_per_px) * s_h
+    ang_v = np.radians(dv * deg_per_px) * s_v
+    R = T[:3, :3] @ axis_angle_to_matrix(e_h, ang_h) @ axis_angle_to_matrix(e_v, ang_v)
+    return keep_centre(T, R, centre_obj)
+
+
+def backproject_region(camera: CameraIntrinsics, depth_m: np.ndarray,
+                       box: tuple[int, int, int, int],
+                       exclude: np.ndarray | None = None) -> np.ndarray:
+    """Camera-frame points (N, 3) metres of the valid depth pixels inside `box`
+    (x, y, w, h pixels, clipped to the image), leaving out pixels where `exclude`
+    ((H, W) bool) is set."""
+    h_img, w_img = depth_m.shape
+    x, y, w, h = box
+    x0, y0 = max(int(x), 0), max(int(y), 0)
+    x1, y1 = min(int(x + w), w_img), min(int(y + h), h_img)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 3))
+    win = depth_m[y0:y1, x0:x1]
+    ok = win > 0
+    if exclude is not None:
+        ok &= ~exclude[y0:y1, x0:x1]
+    v, u = np.nonzero(ok)
+    return camera.backproject(u + x0, v + y0, win[v, u])
