@@ -109,10 +109,12 @@ class DocumentModel:
         """Open a scene for annotation.
 
         Raises SceneError when the scene itself is invalid (layout, camera, first frame,
-        an unreadable trajectory.txt). An unreadable annotations.json does not stop the
+        an unreadable trajectory.txt); missing depth frames are allowed
+        (`scene.missing_depth`). An unreadable annotations.json does not stop the
         opening: the document starts empty and `annotations_error` says why.
         """
-        scene = Scene(scene_dir)
+        # A missing depth frame is marked in the GUI, not a reason to refuse the scene.
+        scene = Scene(scene_dir, allow_missing_depth=True)
         if scene.has_trajectory:
             scene.trajectory  # noqa: B018 - validates trajectory.txt now, not mid-edit
         doc, err = None, None

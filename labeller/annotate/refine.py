@@ -6,6 +6,8 @@ Built on `labeller.propagate.FrameLabeller`
 removed), so the GUI scores exactly as `labeller propagate` does:
 
 - `frame_measures(scene, objects, t)`: each object's depth-consistency measure in frame t.
+- `frame_colour(scene, objects, t)`: each object's colour check (flip QA,
+  `labeller.geometry.colour_consistency`) in frame t.
 - `refine_object(scene, objects, obj_id, frames, source)`: point-to-plane ICP of the
   model against the sensor depth of `frames` (all at once, in the world frame: a view
   that cannot see an error along its ray is helped by the others) or against the fused
@@ -28,6 +30,7 @@ import numpy as np
 from labeller.core.classes import BY_NAME
 from labeller.core.poses import inv_pose, rotation_error_deg, transform_points, translation_error_m
 from labeller.formats.scene import Scene
+from labeller.geometry.colour_consistency import ColourResult
 from labeller.geometry.depth_check import (
     AGREE,
     MODEL_BEHIND,
@@ -83,6 +86,36 @@ class RefineResult:
     turned_deg: float = 0.0
     rounds: int = 0
     reason: str = ""
+    # A correction refused for being beyond the bounds: how far ICP wanted to move /
+    # turn the object (the widest try's figures; NaN when none was refused) and the
+    # bounds it was held to.
+    wanted_moved_m: float = float("nan")
+    wanted_turned_deg: float = float("nan")
+    max_trans_m: float = 0.0
+    max_rot_deg: float = 0.0
+    # The colour check (flip QA) in the first of the refined frames, at the pose before
+    # and at the pose kept (None: not computed, e.g. no camera pose there).
+    colour_before: ColourResult | None = None
+    colour_after: ColourResult | None = None
+
+    def colour_text(self) -> str:
+        """The colour check for the notice: "colour 0.12 → 0.85 ok", "colour: no texture",
+        "" when not computed."""
+        return colour_change_text(self.colour_before, self.colour_after)
+
+
+def colour_change_text(before: ColourResult | None, after: ColourResult | None) -> str:
+    """"colour 0.12 → 0.85 ok" (scores before → after, the state after); "colour 0.85 ok"
+    when only one is known; "colour: no texture" etc. without a score; "" for none."""
+    last = after if after is not None else before
+    if last is None:
+        return ""
+    if not np.isfinite(last.score):
+        return f"colour: {last.state_name}"
+    if before is not None and after is not None and np.isfinite(before.score) \
+            and not np.isclose(before.score, after.score, atol=5e-3):
+        return f"colour {before.score:.2f} → {after.score:.2f} {after.state_name}"
+    return f"colour {last.score:.2f} {last.state_name}"
 
 
 def _job(scene: Scene, objects: Sequence[PosedObject], refine: str = "none"):
@@ -112,6 +145,20 @@ def frame_measures(scene: Scene, objects: Sequence[PosedObject], t: int,
     d = scene.depth(t) if depth_m is None else depth_m
     _, views, *_ = fl.analyse(np.asarray(traj[t], np.float64), d)
     return {o.obj_id: v.m for o, v in zip(objects, views, strict=True)}
+
+
+def frame_colour(scene: Scene, objects: Sequence[PosedObject], t: int,
+                 only: int | None = None) -> dict[int, ColourResult]:
+    """{obj_id: colour check} of every object (or only object `only`) in frame t, as
+    `labeller propagate` computes it (empty when t has no camera pose)."""
+    traj = scene.trajectory
+    if not objects or t not in traj:
+        return {}
+    fl = scene_labeller(scene, objects)
+    T_cam_obj, views, *_ = fl.analyse(np.asarray(traj[t], np.float64), scene.depth(t))
+    rgb = scene.rgb(t)
+    return {o.obj_id: fl.colour(k, views[k], T_cam_obj[k], rgb)
+            for k, o in enumerate(objects) if only is None or o.obj_id == only}
 
 
 def _mean_score(ms: list[ObjectMeasure]) -> tuple[float, float]:
@@ -274,6 +321,7 @@ def refine_object(scene: Scene, objects: Sequence[PosedObject], obj_id: int,
     before = score_at(T0)
     T = T0.copy()
     reason, n = "", 0
+    wanted = (float("nan"), float("nan"))  # the first correction refused by the bounds
     for n_round in range(1, rounds + 1):
         n = n_round
         o = objs[idx]
@@ -294,23 +342,43 @@ def refine_object(scene: Scene, objects: Sequence[PosedObject], obj_id: int,
             T_fix, moved, turned, why = icp_candidate(np.eye(4), Pm_o, Ps_o, Ns_o, settings, sym)
             if T_fix is not None:
                 break
+            if why == "correction beyond the bounds" and not np.isfinite(wanted[0]):
+                wanted = (moved, turned)
         if T_fix is None:  # thin objects: point-to-plane runs off, point-to-point holds
             T_fix, moved, turned, why = _point_to_point(Pm_o, Ps_o, sym)
+        if T_fix is None and why == "correction beyond the bounds" \
+                and not np.isfinite(wanted[0]):
+            wanted = (moved, turned)
         if T_fix is None:
-            reason = why
+            reason = "correction beyond the bounds" if np.isfinite(wanted[0]) else why
             break
         T = T @ T_fix
         if moved < REFINE_STOP_M and turned < REFINE_STOP_DEG:
             break
     after = score_at(T)
     moved, turned = translation_error_m(T, T0), rotation_error_deg(T, T0)
+
+    def colour_at(T_obj: np.ndarray) -> ColourResult | None:
+        """The colour check in the first refined frame (ICP never turns a label over, but
+        it shows whether the pose it refined is the right way round)."""
+        if not frames:
+            return None
+        o = objs[idx]
+        trial = objs[:idx] + [PosedObject(o.obj_id, o.model_path, o.class_name, T_obj)] \
+            + objs[idx + 1:]
+        return frame_colour(scene, trial, frames[0], only=o.obj_id).get(o.obj_id)
+
+    c0 = colour_at(T0)
     if np.array_equal(T, T0):
         return RefineResult(None, before[0], before[0], 0.0, 0.0, n,
-                            reason or "ICP found no correction")
+                            reason or "ICP found no correction", wanted[0], wanted[1],
+                            REFINE_ICP.max_trans_m, REFINE_ICP.max_rot_deg, c0, c0)
     if not _better(after, before):
         return RefineResult(None, before[0], after[0], moved, turned, n,
-                            "the ICP result does not fit the depth better; pose kept")
-    return RefineResult(T, before[0], after[0], moved, turned, n, reason or "ok")
+                            "the ICP result does not fit the depth better; pose kept",
+                            colour_before=c0, colour_after=c0)
+    return RefineResult(T, before[0], after[0], moved, turned, n, reason or "ok",
+                        colour_before=c0, colour_after=colour_at(T))
 
 
 # Point-to-point fallback: capture distances (metres), shrinking.

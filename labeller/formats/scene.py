@@ -155,12 +155,23 @@ def _layout_problems(root: Path) -> tuple[list[str], CameraIntrinsics | None, li
 
 
 class Scene:
-    """A validated scene directory with lazy random access to its frames."""
+    """A validated scene directory with lazy random access to its frames.
 
-    def __init__(self, root: str | os.PathLike):
+    allow_missing_depth (the annotation GUI): a depth frame missing from depth/ is not a
+    problem; it is listed in `missing_depth` and reads as all zeros (no measurement).
+    Every stage keeps the default and refuses such a scene."""
+
+    def __init__(self, root: str | os.PathLike, allow_missing_depth: bool = False):
         self.root = Path(root)
         self.paths = ScenePaths(self.root)
         problems, camera, self._rgb, self._depth = _layout_problems(self.root)
+        self.missing_depth: tuple[int, ...] = ()
+        if allow_missing_depth and self.paths.depth_dir.is_dir():
+            have = list_frame_files(self.paths.depth_dir)
+            self.missing_depth = tuple(t for t in range(len(self._depth)) if t not in have)
+            skip = {f"{self.paths.depth_path(t)}: missing depth frame {t}"
+                    for t in self.missing_depth}
+            problems = [p for p in problems if p not in skip]
         if problems:
             msg = problems[0]
             path, _, problem = msg.partition(": ")
@@ -208,7 +219,9 @@ class Scene:
         return img
 
     def depth_raw(self, t: int) -> np.ndarray:
-        """Depth frame t as stored: (H, W) uint16."""
+        """Depth frame t as stored: (H, W) uint16 (zeros for a `missing_depth` frame)."""
+        if t in self.missing_depth:
+            return np.zeros((self.camera.height, self.camera.width), np.uint16)
         path = self._depth[t]
         d = read_image(path)
         if d.dtype != np.uint16 or d.ndim != 2:

@@ -4,7 +4,9 @@ poses as the main view, so an error along one view's ray shows in another.
 `MultiView` is the dock's widget (one `FrameView` per frame); `MultiViewController`
 gives each view its own `OverlayService`, connects it to the editing like the main view
 (`EditController.attach_view`), renders it after each main render and picks frames
-spread over the viewpoints (`labeller.annotate.keyframes.suggest_keyframes`).
+spread over the viewpoints (`labeller.annotate.keyframes.suggest_keyframes`), far from
+the main view's: they are picked again whenever the main frame changes (`follow_main_frame`),
+and the main frame itself is never one of them.
 """
 
 from __future__ import annotations
@@ -102,7 +104,10 @@ class MultiViewController(QObject):
         self.request_render = request_render
         self.objects_on = objects_on
         self.services: list[OverlayService] = []
+        self._picked_for: int | None = None  # the main frame the shown frames were picked for
         widget.suggest_button.clicked.connect(self.suggest_views)
+        widget.count.valueChanged.connect(
+            lambda _n: self.suggest_views() if self.dock.isVisible() else None)
 
     @property
     def views(self) -> list[FrameView]:
@@ -117,10 +122,12 @@ class MultiViewController(QObject):
         return self.widget.frames if self.dock.isVisible() else []
 
     def toggle(self, on: bool | None = None) -> None:
-        """Show or hide the check (on=None flips it); the first time, suggest frames."""
+        """Show or hide the check (on=None flips it); showing it picks the frames for the
+        main frame unless they were picked for it already."""
         on = (not self.dock.isVisible()) if on is None else bool(on)
         self.activeChanged.emit(on)
-        if on and self.state.model is not None and not self.widget.views:
+        if on and self.state.model is not None and (
+                not self.widget.views or self._picked_for != self.state.frame):
             self.suggest_views()
         self.dock.setVisible(on)
         self.request_render()
@@ -130,7 +137,8 @@ class MultiViewController(QObject):
         m = self.state.model
         if m is None:
             return
-        frames = [int(t) for t in frames][:MAX_OTHER_VIEWS]
+        # The main view shows the main frame already: a copy of it checks nothing.
+        frames = [int(t) for t in frames if int(t) != self.state.frame][:MAX_OTHER_VIEWS]
         while len(self.services) > len(frames):
             s = self.services.pop()
             s.shutdown()
@@ -145,15 +153,24 @@ class MultiViewController(QObject):
         self.request_render()
 
     def suggest_views(self) -> list[int]:
-        """3-6 frames over the viewpoints; the ones other than the current frame are shown."""
+        """3-6 frames over the viewpoints, starting from the main frame's; the ones other
+        than the main frame are shown (returns all of them)."""
         m = self.state.model
         if m is None or not m.has_trajectory:
             return []
         n = self.widget.count.value()
-        sug = suggest_keyframes(m.scene, min(max(n + 1, 3), 6))
-        others = [t for t in sug if t != self.state.frame][:n]
+        t = self.state.frame
+        sug = suggest_keyframes(m.scene, min(max(n + 1, 3), 6), first=t)
+        others = [f for f in sug if f != t][:n]
         self.set_views(others)
+        self._picked_for = t
         return sug
+
+    def follow_main_frame(self) -> None:
+        """The main frame changed: pick the frames again while the check is shown (else
+        when it is shown next)."""
+        if self.dock.isVisible() and self._picked_for != self.state.frame:
+            self.suggest_views()
 
     def render(self) -> None:
         """Render every shown frame (after each main render request)."""
@@ -183,5 +200,6 @@ class MultiViewController(QObject):
             s.deleteLater()
         self.services = []
         self.widget.set_frames([])
+        self._picked_for = None
         self.dock.hide()
         self.activeChanged.emit(False)

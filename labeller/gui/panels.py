@@ -224,6 +224,8 @@ class PoseEditor(QGroupBox):
         vals = dict(zip(("x", "y", "z"), T[:3, 3] * 1000.0, strict=True))
         vals.update(zip(("rx", "ry", "rz"), matrix_to_euler_xyz_deg(T[:3, :3]), strict=True))
         for k, sb in self.fields.items():
+            if sb.hasFocus() and sb.lineEdit().isModified():
+                continue  # being typed into: Enter commits it, Esc shows the pose again
             sb.blockSignals(True)
             sb.setValue(float(vals[k]))
             sb.blockSignals(False)

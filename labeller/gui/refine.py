@@ -2,7 +2,10 @@
 
 `RefineController` runs the Qt-free `labeller.annotate.refine.refine_object` on a
 `BackgroundTask`; a better pose comes back as one undo step (`SetPoseCommand`) and the
-status bar shows the depth-consistency score before → after.
+status bar's notice (`labeller.gui.status_line.StatusLine.show_notice`: it stays until the
+user's next action, progress lines cannot overwrite it) shows the depth-consistency score
+before → after, or why nothing changed: for a correction beyond the bounds, how far ICP
+wanted to move and turn the object and what the bounds are (`refused_text`).
 """
 
 from __future__ import annotations
@@ -23,19 +26,39 @@ from labeller.gui.state import WindowState
 from labeller.gui.tasks import BackgroundTask, stop_task
 
 
+def refused_text(obj_id: int, res: RefineResult) -> str:
+    """The notice for a refinement that kept the pose: why, and what to do."""
+    if np.isfinite(res.wanted_moved_m) and res.max_trans_m > 0:
+        return (f"Refine #{obj_id} refused: ICP wanted to move it "
+                f"{res.wanted_moved_m * 1000:.1f} mm and turn it {res.wanted_turned_deg:.1f}°, "
+                f"beyond the bounds ({res.max_trans_m * 1000:.0f} mm, "
+                f"{res.max_rot_deg:.0f}°): place it closer by hand, then refine again "
+                f"(score {res.score_before:.3f}{_colour_part(res)})")
+    return f"Refine #{obj_id}: {res.reason} (score {res.score_before:.3f}{_colour_part(res)})"
+
+
+def _colour_part(res: RefineResult) -> str:
+    """"; colour 0.85 ok" (the colour check, flip QA), or "" when it was not computed."""
+    text = res.colour_text()
+    return f"; {text}" if text else ""
+
+
 class RefineController(QObject):
     """state: read for the model and the main view's frame; undo_stack: where a refined
     pose goes; status: the window's status bar; edit_target(): the selected object in
     the main view (None, with the reason shown, when there is none); other_frames():
-    the multi-view frames shown (refined together with the main view's frame)."""
+    the multi-view frames shown (refined together with the main view's frame);
+    notice(text): shows an outcome until the next user action (default: the status bar)."""
 
     def __init__(self, state: WindowState, undo_stack: QUndoStack, status: QStatusBar,
                  edit_target: Callable[[], EditTarget | None],
-                 other_frames: Callable[[], list[int]], parent: QObject | None = None):
+                 other_frames: Callable[[], list[int]], parent: QObject | None = None,
+                 notice: Callable[[str], None] | None = None):
         super().__init__(parent)
         self.state = state
         self.undo_stack = undo_stack
         self.status = status
+        self.notice = notice or (lambda text: status.showMessage(text, 0))
         self.edit_target = edit_target
         self.other_frames = other_frames
         self.task: BackgroundTask | None = None
@@ -67,32 +90,35 @@ class RefineController(QObject):
         task = BackgroundTask(lambda _p: refine_object(scene, objs, obj_id, frames, source),
                               self)
         task.finished.connect(lambda res: self._refined(m, obj_id, T_start, res))
-        task.failed.connect(lambda msg: self.status.showMessage(f"Refine failed: {msg}", 8000))
+        task.failed.connect(lambda msg: self._failed(msg))
         self.task = task
         self.status.showMessage(f"Refining #{obj_id} ({source}, frames "
                                 f"{', '.join(map(str, frames))})…", 0)
         task.start()
         return True
 
+    def _failed(self, msg: str) -> None:
+        self.status.clearMessage()  # the "Refining…" line
+        self.notice(f"Refine failed: {msg}")
+
     def _refined(self, model: DocumentModel, obj_id: int, T_start: np.ndarray,
                  res: RefineResult) -> None:
         self.last_result = res
         if model is not self.state.model or not model.has_object(obj_id):
             return
+        self.status.clearMessage()  # the "Refining…" line
         if not np.array_equal(model.pose(obj_id), T_start):
-            self.status.showMessage(f"Refine #{obj_id}: the object moved meanwhile; "
-                                    "result dropped", 8000)
+            self.notice(f"Refine #{obj_id}: the object moved meanwhile; result dropped")
             return
         if res.T_world_obj is not None:
             self.undo_stack.push(SetPoseCommand(model, obj_id, T_start, res.T_world_obj,
                                                 "Refine"))
-            self.status.showMessage(
+            self.notice(
                 f"Refined #{obj_id}: depth score {res.score_before:.3f} → {res.score_after:.3f}"
-                f" (moved {res.moved_m * 1000:.1f} mm, turned {res.turned_deg:.1f}°; "
-                f"Ctrl+Z undoes)", 0)
+                f" (moved {res.moved_m * 1000:.1f} mm, turned {res.turned_deg:.1f}°"
+                f"{_colour_part(res)}; Ctrl+Z undoes)")
         else:
-            self.status.showMessage(
-                f"Refine #{obj_id}: {res.reason} (score {res.score_before:.3f})", 8000)
+            self.notice(refused_text(obj_id, res))
 
     def idle(self) -> bool:
         return self.task is None or not self.task.running()

@@ -2,6 +2,8 @@
 
 Functions take what they need (the dialog parent, the document, the undo stack, the
 status bar); the main window strings them together when a scene opens or closes.
+Remembered in the app's QSettings (`app_settings`): the recent scenes, the models folder
+each scene was opened with, the window's geometry and its toolbars' and docks' places.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QByteArray, QSettings
 from PySide6.QtGui import QUndoStack
-from PySide6.QtWidgets import QMenu, QMessageBox, QStatusBar, QWidget
+from PySide6.QtWidgets import QMainWindow, QMenu, QMessageBox, QStatusBar, QWidget
 
 from labeller.annotate.document import DocumentModel
 from labeller.core.errors import BadInput
@@ -39,10 +41,58 @@ def recent_scenes() -> list[str]:
     return [str(x) for x in v] if isinstance(v, list | tuple) else []
 
 
-def remember_scene(path: Path) -> None:
+def remember_scene(path: Path, models_dir: Path | None = None) -> None:
+    """Put the scene first in the recent list and remember its models folder (None: it
+    has none beyond its own models/)."""
     s = str(path.resolve())
     rec = [s] + [r for r in recent_scenes() if r != s]
-    app_settings().setValue("recent_scenes", rec[:MAX_RECENT])
+    st = app_settings()
+    st.setValue("recent_scenes", rec[:MAX_RECENT])
+    models = dict(_scene_models(st))
+    models.pop(s, None)
+    if models_dir is not None:
+        models[s] = str(Path(models_dir).resolve())
+    # Kept for the recent scenes only, so the list cannot grow without bound.
+    st.setValue("scene_models", [f"{k}\t{v}" for k, v in models.items() if k in rec[:MAX_RECENT]])
+
+
+def _scene_models(st: QSettings) -> list[tuple[str, str]]:
+    v = st.value("scene_models", [])
+    items = [v] if isinstance(v, str) else list(v) if isinstance(v, list | tuple) else []
+    out = []
+    for x in items:
+        scene, sep, models = str(x).partition("\t")
+        if sep:
+            out.append((scene, models))
+    return out
+
+
+def remembered_models(path: Path) -> Path | None:
+    """The models folder `path` was last opened with (None: none remembered)."""
+    s = str(path.resolve())
+    for scene, models in _scene_models(app_settings()):
+        if scene == s:
+            return Path(models)
+    return None
+
+
+def save_window(w: QMainWindow) -> None:
+    """Remember the window's geometry and its toolbars' and docks' places and sizes."""
+    st = app_settings()
+    st.setValue("window/geometry", w.saveGeometry())
+    st.setValue("window/state", w.saveState())
+
+
+def restore_window(w: QMainWindow) -> bool:
+    """Put the window back as `save_window` left it; False when nothing was saved."""
+    st = app_settings()
+    geometry, state = st.value("window/geometry"), st.value("window/state")
+    done = False
+    if isinstance(geometry, QByteArray | bytes):
+        done = w.restoreGeometry(QByteArray(geometry))
+    if isinstance(state, QByteArray | bytes):
+        done = w.restoreState(QByteArray(state)) and done
+    return done
 
 
 def fill_recent_menu(menu: QMenu, open_scene: Callable[[str], object]) -> None:

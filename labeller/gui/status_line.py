@@ -1,5 +1,7 @@
 """The permanent text at the right of the status bar: frame, selected object, render time,
-updates per second while dragging; and the "no camera pose" message of untracked frames."""
+updates per second while dragging; the "no camera pose" message of untracked frames; and
+the notice: an outcome the user must read (a refused refine), kept beside the transient
+messages so progress lines cannot overwrite it, until the user's next action."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from labeller.annotate.document import DocumentModel
 from labeller.gui.views import FrameView
 from labeller.gui.worker import RenderResult
 
+NOTICE_MAX_WIDTH_PX = 720
+
 
 class StatusLine:
     """status: the window's status bar (gets `label` as a permanent widget); view: the
@@ -20,10 +24,36 @@ class StatusLine:
     def __init__(self, status: QStatusBar, view: FrameView):
         self.status = status
         self.view = view
+        # The notice sits left of the frame text; permanent widgets are never hidden by
+        # showMessage (preview progress), which is what makes it stay.
+        self.notice = QLabel()
+        self.notice.setObjectName("notice")
+        self.notice.setStyleSheet("color: #ffb000; font-weight: bold;")
+        self.notice.setVisible(False)
+        # Never wider than this (the full text is in its tooltip): a long notice must not
+        # make the window wider than the screen or squeeze the frame text away.
+        self.notice.setMinimumWidth(40)
+        self.notice.setMaximumWidth(NOTICE_MAX_WIDTH_PX)
+        status.addPermanentWidget(self.notice)
         self.label = QLabel()
         status.addPermanentWidget(self.label)
         self._shown_times: deque[float] = deque(maxlen=30)
         self._no_pose_msg = ""
+
+    def show_notice(self, text: str) -> None:
+        """Show `text` until `clear_notice` (the window calls it on the next key press,
+        click or edit)."""
+        self.notice.setText(text)
+        self.notice.setToolTip(text)
+        self.notice.setVisible(bool(text))
+
+    def clear_notice(self) -> None:
+        if self.notice.text():
+            self.show_notice("")
+
+    @property
+    def notice_text(self) -> str:
+        return self.notice.text()
 
     def frame_shown(self) -> None:
         """A render was drawn (for the updates-per-second figure)."""

@@ -242,7 +242,8 @@ class SuggestionsController(QObject):
         from labeller.init_poses import InitConfig
         from labeller.init_poses import run as init_run
 
-        cfg = InitConfig(scene=self.model.root, register=True, models_dir=self.models_dir)
+        # The open scene's models folder (not the one the window started with).
+        cfg = InitConfig(scene=self.model.root, register=True, models_dir=self.model.models_dir)
         model = self.model
         task = BackgroundTask(lambda progress: init_run(cfg, progress=progress), self)
         task.progress.connect(self._on_progress)

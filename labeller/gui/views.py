@@ -34,6 +34,22 @@ ROTATE_KEYS = {
     Qt.Key.Key_J: (1, -1), Qt.Key.Key_L: (1, +1),
     Qt.Key.Key_U: (2, -1), Qt.Key.Key_O: (2, +1),
 }
+# The frame view's own keys and mouse (not QActions: they act on the view that has the
+# focus, so the multi-view frames edit with their own camera). Help ▸ Keys lists these
+# beside the registered actions; keep them in step with keyPressEvent and the mouse code.
+VIEW_KEYS: tuple[tuple[str, str], ...] = (
+    ("←/→  ↑/↓", "move the selected object along the camera's x / y (1 mm; Shift: 1 cm)"),
+    ("PgUp/PgDn", "move it away from / towards the camera (z)"),
+    ("I/K  J/L  U/O", "turn it about x / y / z through its centre (1°; Shift: 5°)"),
+)
+VIEW_MOUSE: tuple[tuple[str, str], ...] = (
+    ("click", "select the object under the pointer (empty image: keep the selection)"),
+    ("drag", "move the selected object in the image plane"),
+    ("Ctrl+drag", "turn the selected object"),
+    ("Shift+wheel", "move the selected object in depth (also the wheel while dragging)"),
+    ("wheel", "zoom"),
+    ("middle/right drag", "pan"),
+)
 ZOOM_PER_NOTCH = 1.15
 PAN_BUTTONS = (Qt.MouseButton.MiddleButton, Qt.MouseButton.RightButton)
 
@@ -198,7 +214,9 @@ class FrameView(QGraphicsView):
             event.accept()
             return
         hit = self.object_at(u, v)
-        if hit != self.selected:
+        # Empty image only takes the focus (keys back to the view): deselecting is
+        # explicit (Esc, Edit ▸ Deselect), so a click never loses the selection.
+        if hit and hit != self.selected:
             self.picked.emit(self, hit)
         if hit and hit == self.selected:
             ctrl = event.modifiers() & Qt.KeyboardModifier.ControlModifier
@@ -246,28 +264,35 @@ class FrameView(QGraphicsView):
 
     # -- keys -----------------------------------------------------------------------------
     def keyPressEvent(self, event) -> None:  # noqa: N802
+        if not self.handle_key(event):
+            super().keyPressEvent(event)
+
+    def handle_key(self, event) -> bool:
+        """Act on one of the view's own keys (`VIEW_KEYS`); False when it is not one.
+        The window forwards these here when they reach it unused (a panel had the focus)."""
         key = event.key()
         mods = event.modifiers()
         if mods & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier
                    | Qt.KeyboardModifier.MetaModifier):
-            return super().keyPressEvent(event)
+            return False
         coarse = bool(mods & Qt.KeyboardModifier.ShiftModifier)
         if key in TRANSLATE_KEYS:
             axis, sign = TRANSLATE_KEYS[key]
             self.nudge.emit(self, axis, sign, coarse)
             event.accept()
-            return
+            return True
         if key in ROTATE_KEYS:
             axis, sign = ROTATE_KEYS[key]
             self.turn.emit(self, axis, sign, coarse)
             event.accept()
-            return
-        super().keyPressEvent(event)
+            return True
+        return False
 
 
 class Timeline(QWidget):
-    """Frames 0..n-1 as a bar: untracked frames shaded red, keyframes as markers (the
-    selected object's in yellow, others' in grey), the current frame as a line.
+    """Frames 0..n-1 as a bar: untracked frames shaded red, frames without a depth image
+    marked orange above the bar, keyframes as markers (the selected object's in yellow,
+    others' in grey), the current frame as a line.
     Click or drag to go to a frame (`frameRequested`)."""
 
     frameRequested = Signal(int)
@@ -280,11 +305,13 @@ class Timeline(QWidget):
         self.selected_keyframes: list[int] = []
         self.untracked: list[tuple[int, int]] = []
         self.flagged: list[int] = []  # propagation preview: frames with a flagged object
+        self.no_depth: list[int] = []  # frames whose depth image is missing
         self.setMinimumHeight(34)
         self.setMaximumHeight(40)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setToolTip("Timeline: click or drag to change frame; "
-                        "markers are keyframes, red = no camera pose")
+                        "markers are keyframes, red = no camera pose, "
+                        "orange = no depth image")
 
     def set_state(self, n_frames: int, current: int, keyframes: list[int],
                   selected_keyframes: list[int], untracked: list[tuple[int, int]]) -> None:
@@ -298,6 +325,11 @@ class Timeline(QWidget):
     def set_flagged(self, frames: list[int]) -> None:
         """Mark these frames (propagation preview: some object flagged) under the bar."""
         self.flagged = list(frames)
+        self.update()
+
+    def set_no_depth(self, frames: list[int]) -> None:
+        """Mark these frames (no depth image in the scene) above the bar."""
+        self.no_depth = list(frames)
         self.update()
 
     def _x(self, t: float) -> float:
@@ -326,6 +358,10 @@ class Timeline(QWidget):
             p.fillRect(QRectF(self._x(t - 0.5), bar.bottom() + 1,
                               max(self._x(t + 0.5) - self._x(t - 0.5), 2.0), h * 0.2),
                        QColor(255, 60, 200))
+        for t in self.no_depth:  # an orange block over the bar per frame without depth
+            p.fillRect(QRectF(self._x(t - 0.5), bar.top() - h * 0.15,
+                              max(self._x(t + 0.5) - self._x(t - 0.5), 3.0), h * 0.15 + 1),
+                       QColor(255, 150, 0))
         sel = set(self.selected_keyframes)
         for k in self.keyframes:
             x = self._x(k)

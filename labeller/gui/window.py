@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QCloseEvent, QUndoStack
+from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtGui import QCloseEvent, QKeyEvent, QUndoStack
 from PySide6.QtWidgets import (
+    QApplication,
     QDockWidget,
     QFileDialog,
     QHBoxLayout,
@@ -35,22 +37,30 @@ from PySide6.QtWidgets import (
 )
 
 from labeller.annotate.document import DocumentModel
-from labeller.geometry.overlay import OverlayObject, OverlayStyle
+from labeller.geometry.overlay import OverlayObject
 from labeller.gui import scene_files
 from labeller.gui.actions import WindowActions
 from labeller.gui.autosave import AutosaveController
 from labeller.gui.editing import EditController
 from labeller.gui.export_dialog import ExportDialog
+from labeller.gui.focus import keep_keys_for_view
 from labeller.gui.multiview import MultiView, MultiViewController
+from labeller.gui.overlay_toggles import OverlayToggles
 from labeller.gui.panels import ObjectsPanel
+from labeller.gui.point_align import PointAlignController
 from labeller.gui.preview import PreviewController
 from labeller.gui.refine import RefineController
 from labeller.gui.state import WindowState
 from labeller.gui.status_line import StatusLine
 from labeller.gui.suggestions import SuggestionsController
 from labeller.gui.tracking import Banner, TrackingController
+from labeller.gui.view3d import View3DController
 from labeller.gui.views import FrameView, Timeline
 from labeller.gui.worker import OverlayService, RenderResult
+
+# What counts as the user's next action for the status bar's notice.
+USER_ACTION_EVENTS = (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress,
+                      QEvent.Type.MouseButtonPress)
 
 
 class MainWindow(QMainWindow):
@@ -58,7 +68,9 @@ class MainWindow(QMainWindow):
 
     def __init__(self, models_dir: str | os.PathLike | None = None):
         super().__init__()
-        self.models_dir = Path(models_dir) if models_dir else None
+        # `models_dir` (labeller gui --models) is for the first scene opened; each later
+        # one gets the folder it was last opened with (`scene_files.remembered_models`).
+        self._first_models_dir = Path(models_dir) if models_dir else None
         self.state = WindowState()
         self.undo_stack = QUndoStack(self)
         self.show_depth = False
@@ -76,17 +88,24 @@ class MainWindow(QMainWindow):
                                              self.overlay_objects, self)
         self.refiner = RefineController(st, self.undo_stack, status,
                                         self.editor.edit_target,
-                                        self.multiview.shown_frames, self)
+                                        self.multiview.shown_frames, self,
+                                        notice=self.status_line.show_notice)
+        self.point_aligner = PointAlignController(st, self.undo_stack, self.view,
+                                                  self.editor.edit_target, status, self)
         self.previewer = PreviewController(st, self.timeline, status, self.request_render,
                                            self.set_frame, self)
         self.autosaver = AutosaveController(self.undo_stack, status, self)
         self.suggester = SuggestionsController(self, self.undo_stack, status, self)
+        self.view3d = View3DController(st, self, self.select, self.overlay_objects, self)
+        self.overlay_toggles = OverlayToggles(st, self.request_render, status, self)
         self.actions_ = WindowActions(self)
         self.recent_menu = self.actions_.recent_menu
         self._connect()
         self._show_scene_widgets(False)
         self._update_title()
         self._update_actions()
+        scene_files.restore_window(self)
+        self.close_scene()  # the scene's docks stay hidden until a scene is open
 
     # -- construction ---------------------------------------------------------------------
     def _build_widgets(self) -> None:
@@ -122,6 +141,10 @@ class MainWindow(QMainWindow):
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        # The right column (objects, suggestions) runs the full height; the bottom docks
+        # (multi-view, 3D view) sit under the frame view only, so the right column's
+        # minimum height does not squeeze them to a strip.
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.status_line = StatusLine(self.statusBar(), self.view)
         self.multiview_widget = MultiView()
         self.multiview_dock = QDockWidget("Multi-view check", self)
@@ -137,6 +160,7 @@ class MainWindow(QMainWindow):
         ed.placeModeChanged.connect(acts.place.setChecked)
         self.previewer.activeChanged.connect(acts.preview.setChecked)
         self.multiview.activeChanged.connect(acts.multiview.setChecked)
+        self.view3d.activeChanged.connect(acts.view3d.setChecked)
         self.recent_menu.aboutToShow.connect(
             lambda: scene_files.fill_recent_menu(self.recent_menu, self.open_scene))
         self.timeline.frameRequested.connect(self.set_frame)
@@ -148,8 +172,45 @@ class MainWindow(QMainWindow):
         self.panel.opacityChanged.connect(self.set_opacity)
         self.panel.pose_editor.poseEntered.connect(
             lambda i, T: ed.push_pose(i, T, "Enter pose"))
+        # Keys belong to the frame view (labeller.gui.focus): buttons, lists, sliders and
+        # combo boxes take no focus; number fields (pose, frame box) pass letters on and
+        # give the focus back on Enter / Escape.
+        for keys in keep_keys_for_view(self, self.view):
+            if keys.field in self.panel.pose_editor.fields.values():
+                keys.revert = self.panel.pose_editor.show_pose  # Esc: the pose as it is now
+        # A notice (refused refine...) stays until the user's next action: a key, a
+        # click in this window or an edit.
+        self.undo_stack.indexChanged.connect(lambda _i: self.status_line.clear_notice())
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802
+        if (event.type() in USER_ACTION_EVENTS and self.status_line.notice_text
+                and isinstance(obj, QWidget) and obj.window() is self):
+            self.status_line.clear_notice()
+        return False
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        # A view key (arrows, I/K, ...) that no widget used (the focus was on a panel):
+        # it still edits in the frame view.
+        if not (self.view.isVisible() and self.view.handle_key(event)):
+            super().keyPressEvent(event)
+
+    def escape(self) -> None:
+        """Esc (in a text field the field itself takes Esc: back to the view) and
+        Edit ▸ Deselect: leave place mode, else deselect; the keys go to the frame view."""
+        self.editor.escape()
+        if self.view.isVisible() and not isinstance(QApplication.focusWidget(), FrameView):
+            self.view.setFocus(Qt.FocusReason.ShortcutFocusReason)
 
     # -- what the window shows ------------------------------------------------------------
+    @property
+    def models_dir(self) -> Path | None:
+        """The open scene's extra models folder (else the one for the first scene)."""
+        m = self.state.model
+        return m.models_dir if m is not None else self._first_models_dir
+
     @property
     def model(self) -> DocumentModel | None:
         return self.state.model
@@ -180,12 +241,16 @@ class MainWindow(QMainWindow):
         path = Path(path)
         if not self.maybe_save():
             return False
-        model = scene_files.load_document(self, path, self.models_dir)
+        # Never the previous scene's models folder: the one given for the first scene,
+        # else the one this scene was opened with last time.
+        models_dir = self._first_models_dir or scene_files.remembered_models(path)
+        model = scene_files.load_document(self, path, models_dir)
         if model is None:
             return False
         self.close_scene()
+        self._first_models_dir = None
         self.state.model = model
-        scene_files.remember_scene(path)
+        scene_files.remember_scene(path, model.models_dir)
         sub = self._unsub.append
         for ev in ("pose_changed", "object_added", "object_removed", "visibility_changed"):
             sub(model.subscribe(ev, lambda *_: self.request_render()))
@@ -209,10 +274,12 @@ class MainWindow(QMainWindow):
         first = model.all_keyframes() or (model.trajectory.frame_ids if model.trajectory else [])
         self.set_frame(first[0] if first else 0, force=True)
         self._update_actions()
+        self._mark_missing_depth(model)
         self.view.setFocus()  # keys go to the image, not to the frame number box
         self.previewer.open(model)
         recovered = self.autosaver.open(model)
         self.suggester.open(model)
+        self.view3d.open(model)
         scene_files.report_open_problems(self, model, annotations=not recovered)
         return True
 
@@ -220,7 +287,9 @@ class MainWindow(QMainWindow):
         """Stop everything working on the open scene and show none."""
         self.autosaver.close()
         self.suggester.close()
+        self.view3d.close()
         self.refiner.close()
+        self.point_aligner.close_scene()
         self.previewer.close()
         self.multiview.close()
         self.tracker.close()
@@ -238,7 +307,10 @@ class MainWindow(QMainWindow):
         self.panel.set_model(None)
         self.undo_stack.clear()
         self.view.clear()
+        self.timeline.set_no_depth([])
+        self.status_line.clear_notice()
         self.banner.hide()
+        self._update_actions()
 
     def save(self) -> bool:
         m = self.state.model
@@ -253,6 +325,7 @@ class MainWindow(QMainWindow):
         if not self.maybe_save():
             event.ignore()
             return
+        scene_files.save_window(self)  # before the scene's docks are hidden
         self.close_scene()
         event.accept()
 
@@ -279,8 +352,19 @@ class MainWindow(QMainWindow):
         self.setWindowModified(bool(m is not None and m.dirty))
 
     def _update_actions(self) -> None:
-        for a in self.actions_.scene_actions:
-            a.setEnabled(self.state.model is not None)
+        on = self.state.model is not None
+        for a in (*self.actions_.scene_actions, *self.actions_.needing_scene()):
+            a.setEnabled(on)
+
+    def _mark_missing_depth(self, model: DocumentModel) -> None:
+        """Frames without a depth image: marked on the timeline, named in the notice."""
+        missing = list(model.scene.missing_depth)
+        self.timeline.set_no_depth(missing)
+        if missing:
+            shown = ", ".join(map(str, missing[:8])) + (" …" if len(missing) > 8 else "")
+            self.status_line.show_notice(
+                f"No depth image for frame(s) {shown} (orange on the timeline): those "
+                "frames show no depth, and place / refine find nothing there")
 
     def _trajectory_changed(self) -> None:
         self.tracker.update_banner()
@@ -301,6 +385,7 @@ class MainWindow(QMainWindow):
         self.frame_spin.blockSignals(False)
         self._update_timeline()
         self._update_status()
+        self.multiview.follow_main_frame()
         self.request_render()
 
     def step_frame(self, d: int) -> None:
@@ -348,8 +433,7 @@ class MainWindow(QMainWindow):
             self.state.model.set_visible(obj_id, visible)
 
     def set_opacity(self, a: float) -> None:
-        self.state.overlay_style = OverlayStyle(opacity=a,
-                                                outline=self.state.overlay_style.outline)
+        self.state.overlay_style = replace(self.state.overlay_style, opacity=a)
         self.request_render()
 
     def toggle_depth(self, on: bool | None = None) -> None:
@@ -390,6 +474,7 @@ class MainWindow(QMainWindow):
                         self.state.overlay_style, preview,
                         "depth" if self.show_depth else "rgb")
         self.multiview.render()
+        self.view3d.request()
 
     def render_idle(self) -> bool:
         """The newest render request has been drawn (tests wait on this)."""
@@ -405,8 +490,11 @@ class MainWindow(QMainWindow):
                              ov.inst if ov is not None else None)
         self.view.shown_gen = res.gen
         t = res.request.frame
-        self.view.set_note("" if res.request.T_world_cam is not None
-                           else f"frame {t}: no camera pose — objects cannot be drawn")
+        m = self.state.model
+        no_depth = m is not None and t in m.scene.missing_depth
+        self.view.set_note(f"frame {t}: no camera pose — objects cannot be drawn"
+                           if res.request.T_world_cam is None
+                           else f"frame {t}: no depth image" if no_depth else "")
         self.status_line.frame_shown()
         self._update_status(res)
 

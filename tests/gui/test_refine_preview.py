@@ -56,7 +56,7 @@ def test_refine_raises_score_and_undo_restores_exact_pose(qtbot, make_window, sc
     T_ref = w.model.pose(BOX)
     assert translation_error_m(T_ref, gt) < 0.003 < translation_error_m(T_bad, gt)
     assert rotation_error_deg(T_ref, gt) < 1.0
-    assert "→" in w.statusBar().currentMessage()
+    assert "→" in w.status_line.notice_text
     assert w.undo_stack.count() == 1  # one step
     w.undo_stack.undo()
     assert np.array_equal(w.model.pose(BOX), T_bad)  # the exact previous matrix
@@ -95,7 +95,7 @@ def test_refine_without_cloud_says_why(qtbot, make_window, scene_copy, dialogs):
     w.select(BOX)
     T0 = w.model.pose(BOX)
     assert w.refiner.refine_and_wait("cloud") is None
-    assert "cloud.ply: file not found" in w.statusBar().currentMessage()
+    assert "cloud.ply: file not found" in w.status_line.notice_text
     assert np.array_equal(w.model.pose(BOX), T0) and w.undo_stack.count() == 0
 
 
