@@ -11,6 +11,9 @@
 # - Debian packages: libusb-1.0-0 (`import open3d` needs it), the GL/EGL/xkb/fontconfig
 #   libraries Qt's offscreen platform loads, libvulkan1 + mesa-vulkan-drivers (Open3D's
 #   headless OffscreenRenderer), xvfb (a real GUI window on a machine without a display).
+# - the ray extra (labeller batch --executor ray and its tests): ~7 s of pip install from the
+#   local wheel cache, so it stays in the one test set-up (tests/test_batch_ray.py, marker
+#   `ray`, skips with its reason where ray is missing).
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -38,7 +41,7 @@ $(VENV)/.installed: pyproject.toml | system-packages
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	@if [ -n "$(TORCH_SPEC)" ]; then $(PY) -m pip install -q "$(TORCH_SPEC)"; fi
-	$(PY) -m pip install -q -e ".[dev,bench]"
+	$(PY) -m pip install -q -e ".[dev,bench,ray]"
 	touch $@
 
 demo: setup

@@ -18,6 +18,7 @@ from types import ModuleType
 # functions, so importing them all here keeps `labeller --help` fast.
 from labeller.cli import (
     baseline,
+    batch,
     demo,
     export,
     gui_stage,
@@ -43,6 +44,7 @@ SUBCOMMANDS: tuple[tuple[str, ModuleType], ...] = (
     ("labels", labels),
     ("export", export),
     ("baseline", baseline),
+    ("batch", batch),
     ("demo", demo),
 )
 
