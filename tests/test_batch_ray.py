@@ -43,16 +43,6 @@ def batch(plan: Path, executor: str):
     return run(BatchConfig(plan, executor=executor, cpus=2, progress_bar=False))
 
 
-def manifest_without_labels_hashes(out: Path) -> dict:
-    import json
-
-    body = json.loads((out / "props" / "manifest.json").read_text())
-    for s in body["sources"]:
-        s.pop("labels_sha256")
-    body.pop("files", None)
-    return body
-
-
 def test_local_ray_and_by_hand_make_byte_identical_exports(root):
     plan = root / "plan.toml"
     first = batch(plan, "local")
@@ -74,16 +64,17 @@ def test_local_ray_and_by_hand_make_byte_identical_exports(root):
                      *scenes]) == 0
     assert tree_hashes(root / "out") == by_local
 
-    # Ray from scratch: every label the same. labels.h5 itself is not byte-reproducible
-    # (its HDF5 root group records creation times), so only its sha256 in the manifest
-    # differs; every other exported file is the same.
+    # Ray from scratch: the same labels, to the byte (labels.h5 records no creation
+    # times), so the same export, manifest (with the labels' sha256) included.
+    labels_bytes = {n: (root / "scenes" / n / "labels" / "labels.h5").read_bytes()
+                    for n in SCENE_NAMES}
     reset(root)
     third = batch(plan, "ray")
     assert third.all_ok and {s for s, _, _ in rows(third).values()} == {"done"}
     assert {n: labels_content(root / "scenes" / n) for n in SCENE_NAMES} == labels_local
-    fresh = tree_hashes(root / "out")
-    assert {k: v for k, v in fresh.items() if not k.endswith("manifest.json")} == \
-        {k: v for k, v in by_local.items() if not k.endswith("manifest.json")}
+    assert {n: (root / "scenes" / n / "labels" / "labels.h5").read_bytes()
+            for n in SCENE_NAMES} == labels_bytes
+    assert tree_hashes(root / "out") == by_local
 
 
 def test_ray_task_whose_worker_dies_is_run_again_with_the_same_result(root, monkeypatch):
