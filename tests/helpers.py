@@ -61,3 +61,17 @@ def posecnn_frame_scene(root: Path, frame: str) -> Path:
     CameraIntrinsics(w, h, K[0, 0], K[1, 1], K[0, 2], K[1, 2], 1000.0).write(root / "camera.json")
     Trajectory({0: np.eye(4)}).write(root / "trajectory.txt")
     return root
+
+
+def flag_labels(labels_h5: Path, cells: list[tuple[int, int]]) -> None:
+    """Make labels (row, object index) of a finished labels.h5 flagged as propagation
+    would have: a depth score of 0 over the whole object, so `flagged` still equals the
+    file's flag rule (the reader checks that)."""
+    import h5py
+
+    with h5py.File(labels_h5, "r+") as f:
+        fr = f["frames"]
+        score, fract, flagged = fr["score"][()], fr["score_fract"][()], fr["flagged"][()]
+        for r, i in cells:
+            score[r, i], fract[r, i], flagged[r, i] = 0.0, 1.0, True
+        fr["score"][...], fr["score_fract"][...], fr["flagged"][...] = score, fract, flagged

@@ -15,7 +15,6 @@ import warnings
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 import pytest
 
@@ -31,7 +30,7 @@ from labeller.formats.labels import Labels
 from labeller.formats.models import load_model, resolve_model_path
 from labeller.formats.props_pose import MAX_INSTANCES, PROPS_POSE_K, PROPS_POSE_STORES_INVERSE
 from labeller.formats.scene import Scene
-from tests.helpers import SHARED_DATA
+from tests.helpers import SHARED_DATA, flag_labels
 from tests.test_export_props import copy_scene, labelled_scenes, make_labelled_scene  # noqa: F401
 
 YCB = SHARED_DATA / "ycb_models"
@@ -486,10 +485,7 @@ def test_bop_files_camera_targets_and_manifest(bop_dataset, labelled_scenes):
 
 def test_bop_split_option_and_flagged_frames(labelled_scenes, tmp_path, capsys):
     scene = copy_scene(labelled_scenes[0], tmp_path / "scene_a")
-    with h5py.File(scene / "labels" / "labels.h5", "r+") as f:
-        fl = f["frames/flagged"][()]
-        fl[2, 1] = fl[5, 0] = True
-        f["frames/flagged"][...] = fl
+    flag_labels(scene / "labels" / "labels.h5", [(2, 1), (5, 0)])
     export("bop", tmp_path / "b1", [scene], split="val")
     ims = sorted(int(p.stem) for p in (tmp_path / "b1" / "val" / "000001" / "rgb").iterdir())
     assert ims == [t for t in range(16) if t not in (2, 5)]

@@ -29,7 +29,7 @@ from labeller.export.props_crop_cache import CACHE_NAME
 from labeller.export.sampling import default_n_test, pick_evenly, spread_quota
 from labeller.formats.props import PROPS_FOLDER as PROPS_DIR
 from labeller.formats.props import dumps_compat
-from tests.helpers import snapshot
+from tests.helpers import flag_labels, snapshot
 
 SCENE_CLASSES = ["cracker_box", "tomato_soup_can", "mug", "gelatin_box"]
 N_FRAMES = 16
@@ -287,10 +287,7 @@ def test_candidates_follow_the_filters(labelled_scenes, tmp_path):
 
     scene = copy_scene(labelled_scenes[0], tmp_path / "scene_a")
     other = copy_scene(labelled_scenes[1], tmp_path / "scene_b")
-    with h5py.File(scene / "labels" / "labels.h5", "r+") as f:
-        fl = f["frames/flagged"][()]
-        fl[3, 0] = fl[9, 2] = True  # as if propagation had flagged two labels
-        f["frames/flagged"][...] = fl
+    flag_labels(scene / "labels" / "labels.h5", [(3, 0), (9, 2)])  # two labels flagged
     out = tmp_path / "out"
     with pytest.warns(ExportWarning, match="fewer crops than requested"):
         export(out, [scene, other], min_visib=0.9, min_size=55, allow_short=True,
@@ -464,8 +461,7 @@ def test_crop_cache_is_reused_when_up_to_date(labelled_scenes, tmp_path):
     assert [c.stat().st_mtime_ns for c in caches] == stamp
     assert sha256_file(tmp_path / "o1" / "crops.h5") == sha256_file(tmp_path / "o2" / "crops.h5")
     # new labels (here: a flag changed) -> that scene's cache is rebuilt, not trusted
-    with h5py.File(scenes[0] / "labels" / "labels.h5", "r+") as f:
-        f["frames/flagged"][0, 0] = True
+    flag_labels(scenes[0] / "labels" / "labels.h5", [(0, 0)])
     export(tmp_path / "o3", scenes)
     man = json.loads((tmp_path / "o3" / "manifest.json").read_text())
     assert [s["crop_cache_reused"] for s in man["sources"]] == [False, True, True]
