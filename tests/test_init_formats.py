@@ -131,3 +131,17 @@ def test_posecnn_mat_bad_quaternion_names_row(tmp_path):
     with pytest.raises(FormatError) as exc:
         read_posecnn_mat(p)
     assert str(exc.value).startswith(f"{p}: row 1: quaternion qw qx qy qz is not unit length")
+
+
+@pytest.mark.parametrize("cls", [0, 21])
+def test_posecnn_mat_class_index_outside_its_classes_names_row(tmp_path, cls):
+    import scipy.io
+
+    p = tmp_path / "000002-color.png.mat"
+    poses = np.array([[1, 0, 0, 0, 0, 0, 0.5]], float)
+    rois = np.array([[0, cls, 0, 0, 10, 10, 0.9]], float)
+    scipy.io.savemat(p, {"poses_refined": poses, "rois": rois})
+    with pytest.raises(FormatError) as exc:
+        read_posecnn_mat(p)
+    assert str(exc.value) == (f"{p}: row 0: rois class index must be in 1..20 (0 is background), "
+                              f"got {cls}")

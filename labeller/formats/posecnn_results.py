@@ -5,11 +5,9 @@ Fields read (scipy.io.loadmat):
 - ``poses_refined`` (N, 7): ``qw qx qy qz tx ty tz`` per detection, the pose after
   PoseCNN's depth refinement, T_cam_obj with t in metres;
 - ``rois`` (N, 7): ``batch, class, x1, y1, x2, y2, score``; `class` indexes PoseCNN's
-  training classes, the YCB-Video objects 0..18, 20, 21 (0 = background): every index
-  up to 18 is the YCB-V id itself, 19 and 20 are ids 20 and 21 (the large clamp, id 19,
-  is not among them).
+  training classes (`POSECNN_CLASSES`; 0 = background).
 
-The frame id is the number the file name starts with (``000003-color.png.mat`` -> 3).
+The frame id is the number the file name starts with (``000042-color.png.mat`` -> 42).
 """
 
 from __future__ import annotations
@@ -22,24 +20,29 @@ import numpy as np
 
 from labeller.core.errors import FormatError
 from labeller.core.poses import make_pose, quat_wxyz_to_matrix, rigid_or_none
-from labeller.formats.bop_results import PoseEstimate
+from labeller.formats.bop_results import YCBV_OBJECTS, PoseEstimate
 
 POSECNN_SUFFIX = ".mat"
 _FRAME_RE = re.compile(r"^(\d+)")
-# PoseCNN-PyTorch cfg.TRAIN.CLASSES skips YCB-V id 19 (051_large_clamp).
-_SKIPPED_YCBV_ID = 19
+# PoseCNN-PyTorch trains on the YCB-Video objects in id order without the large clamp
+# (its cfg.TRAIN.CLASSES leaves that one out); class index k >= 1 is the k-th of these.
+POSECNN_CLASSES: tuple[int, ...] = tuple(
+    oid for oid, name in sorted(YCBV_OBJECTS.items()) if name != "051_large_clamp")
 
 
 def posecnn_class_to_ycbv_id(class_index: int) -> int:
-    """YCB-V object id of a PoseCNN class index (1..20)."""
-    return class_index if class_index < _SKIPPED_YCBV_ID else class_index + 1
+    """YCB-V object id of a PoseCNN class index (1..len(POSECNN_CLASSES)); ValueError
+    outside that range."""
+    if not 1 <= class_index <= len(POSECNN_CLASSES):
+        raise ValueError(f"PoseCNN class index {class_index} is outside 1..{len(POSECNN_CLASSES)}")
+    return POSECNN_CLASSES[class_index - 1]
 
 
 def frame_id_of(path: str | os.PathLike) -> int:
     """The frame id a PoseCNN result file belongs to, from its name."""
     m = _FRAME_RE.match(Path(path).name)
     if m is None:
-        raise FormatError(path, "name must start with the frame number (like 000003-color.png.mat)")
+        raise FormatError(path, "name must start with the frame number (like 000042-color.png.mat)")
     return int(m.group(1))
 
 
@@ -86,8 +89,9 @@ def read_posecnn_mat(path: str | os.PathLike, frame_id: int | None = None) -> li
         if T is None:
             raise FormatError(where, f"pose is not rigid: {problem}")
         cls = int(round(r[1]))
-        if cls < 1:
-            raise FormatError(where, f"rois class index must be >= 1 (0 is background), got {cls}")
+        if not 1 <= cls <= len(POSECNN_CLASSES):
+            raise FormatError(where, f"rois class index must be in 1..{len(POSECNN_CLASSES)} "
+                                     f"(0 is background), got {cls}")
         out.append(PoseEstimate(int(frame_id), posecnn_class_to_ycbv_id(cls), float(r[6]), T, where))
     return out
 
