@@ -65,6 +65,7 @@ Roi = tuple[int, int, int, int]
 # the middle, so that px_count_all and bbox_obj cover the part of an object cut by the
 # image border, exactly as the BOP toolkit's calc_gt_info (it renders on a 3x canvas).
 CANVAS_FACTOR = 3
+FLAT = "flat colour"  # TexturedModel.colour_source of a model without colours
 
 
 @dataclass(frozen=True)
@@ -126,38 +127,38 @@ class FrameLabeller:
         self.renderer = ObjectRenderer(list(zip(self.ids, self.models, self.T_world_obj, strict=True)))
         self.factor = ray_length_factor(self.camera)
         self.hulls = [convex_hull_vertices(m.vertices) for m in self.models]
-        self._colour: tuple[AlbedoCaster, list[bool], list[tuple[np.ndarray, ...]]] | None = None
-        self._textured: list[bool] = []
+        self._colour: tuple[AlbedoCaster, list[str], list[tuple[np.ndarray, ...]]] | None = None
 
     # -- colour check ---------------------------------------------------------------------
-    def colour_setup(self) -> tuple[AlbedoCaster, list[bool], list[tuple[np.ndarray, ...]]]:
-        """(albedo caster of all objects, per object: has colours, its half turns),
-        built on first use (only runs that check colour load textures). Which objects
-        have a texture image (only those can flag a flip) is `self._textured`."""
+    def colour_setup(self) -> tuple[AlbedoCaster, list[str], list[tuple[np.ndarray, ...]]]:
+        """(albedo caster of all objects, per object: where its colours come from
+        (`TexturedModel.colour_source`), its half turns), built on first use (only runs
+        that check colour load textures)."""
         if self._colour is None:
             from labeller.geometry.textured_render import load_textured_model
 
             paths = [p for _, p, _ in self.job.objects]
             tex = [load_textured_model(p) for p in paths]
-            has = [t.colour_source != "flat colour" for t in tex]
-            self._textured = [t.has_texture for t in tex]
+            sources = [t.colour_source for t in tex]
             axes = self.job.symmetry_axes or (None,) * len(paths)
-            turns = [model_half_turns(p, a) if h else () for p, a, h in zip(paths, axes, has, strict=True)]
+            turns = [model_half_turns(p, a) if src != FLAT else ()
+                     for p, a, src in zip(paths, axes, sources, strict=True)]
             caster = AlbedoCaster(list(zip(self.ids, tex, self.T_world_obj, strict=True)))
-            self._colour = (caster, has, turns)
+            self._colour = (caster, sources, turns)
         return self._colour
 
     def colour(self, i: int, v: ObjectView, T_cam_obj_i: np.ndarray, rgb: np.ndarray) -> ColourResult:
         """The colour check of object i (its view `v` from `analyse`) at T_cam_obj_i (4x4)
-        in a frame whose colour image is rgb (H, W, 3) uint8."""
-        caster, has, turns = self.colour_setup()
+        in a frame whose colour image is rgb (H, W, 3) uint8. Only a texture image can
+        flag a flip (vertex colours: `coarse_colours`)."""
+        caster, sources, turns = self.colour_setup()
         if v.roi is None or v.visib is None or not v.visib.any():
             return NOT_COMPUTED_RESULT
-        if not has[i]:
+        if sources[i] == FLAT:
             return NO_TEXTURE_RESULT
         res = check_label(caster, self.camera, self.ids[i], self.T_world_obj[i], T_cam_obj_i,
                           turns[i], v.roi, v.visib, rgb)
-        return res if self._textured[i] else coarse_colours(res)
+        return res if sources[i] == "texture" else coarse_colours(res)
 
     # -- casting ------------------------------------------------------------------------
     def footprint(self, i: int, T_cam_obj: np.ndarray) -> tuple[Roi, np.ndarray | None] | None:
@@ -310,7 +311,7 @@ class FrameLabeller:
         """The frame's colour (H, W, 3) uint8 for the colour check, or None: no check in
         this job, no object with colours, or an unreadable colour image (the depth labels
         do not need it, so that frame's colour state stays "not computed", with a warning)."""
-        if not self.job.colour_check or not any(self.colour_setup()[1]):
+        if not self.job.colour_check or all(src == FLAT for src in self.colour_setup()[1]):
             return None
         try:
             return self.scene.rgb(frame_id)
