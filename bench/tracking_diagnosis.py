@@ -9,7 +9,7 @@ For a tracked scene with `gt/trajectory.txt` it prints, for `labeller track`'s
   length, colour/depth registration) between the tracker and the ground truth, not drift;
 - ATE RMSE of each stretch of `--stretch` frames aligned on its own: a stretch much worse
   than the others is a local failure (glossy surfaces, no depth, blur), not slow drift;
-- the median per-frame RPE against the ground truth's median step.
+- the per-frame RPE (the project's `rpe`) against the ground truth's median step.
 
 Peers (each optional, `--peers`):
 - `f2f-hybrid`, `f2f-depth`: Open3D tensor RGB-D odometry frame to frame (Hybrid, and
@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from labeller.core.camera import CameraIntrinsics  # noqa: E402
-from labeller.evaluate.trajectory import ate  # noqa: E402
+from labeller.core.poses import inv_pose  # noqa: E402
+from labeller.evaluate.trajectory import ate, rpe, umeyama_alignment  # noqa: E402
 from labeller.formats.trajectory import Trajectory  # noqa: E402
 
 
@@ -46,21 +47,10 @@ def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def umeyama_positions(X: np.ndarray, Y: np.ndarray, with_scale: bool
-                      ) -> tuple[np.ndarray, float, np.ndarray]:
-    """(R, s, t) minimising |s R X + t - Y| over positions X, Y (N, 3) (Umeyama 1991)."""
-    mx, my = X.mean(0), Y.mean(0)
-    Xc, Yc = X - mx, Y - my
-    U, S, Vt = np.linalg.svd(Yc.T @ Xc / len(X))
-    D = np.eye(3)
-    D[2, 2] = np.sign(np.linalg.det(U @ Vt))
-    R = U @ D @ Vt
-    s = float((S * np.diag(D)).sum() / Xc.var(0).sum()) if with_scale else 1.0
-    return R, s, my - s * R @ mx
-
-
 def rmse_after(X: np.ndarray, Y: np.ndarray, with_scale: bool) -> tuple[float, float]:
-    R, s, t = umeyama_positions(X, Y, with_scale)
+    """(RMSE of positions X after the best rigid or similarity alignment onto Y (N, 3),
+    the scale it used)."""
+    R, t, s = umeyama_alignment(X, Y, with_scale)
     e = np.linalg.norm((s * (R @ X.T)).T + t - Y, axis=1)
     return float(np.sqrt((e ** 2).mean())), s
 
@@ -77,14 +67,12 @@ def describe(name: str, est: Trajectory, gt: Trajectory, stretch: int) -> None:
         m = np.array([a <= t < a + stretch for t in ids])
         if m.sum() >= 3:
             parts.append(f"{a}-{a + stretch - 1}: {rmse_after(X[m], Y[m], False)[0] * 1e3:.1f}")
-    inv = np.linalg.inv
-    pairs = [(a, a + 1) for a in ids if a + 1 in est and a + 1 in gt]
-    rpe = [np.linalg.norm((inv(inv(gt[a]) @ gt[b]) @ (inv(est[a]) @ est[b]))[:3, 3])
-           for a, b in pairs]
-    steps = [np.linalg.norm((inv(gt[a]) @ gt[b])[:3, 3]) for a, b in pairs]
+    r = rpe(est, gt)
+    steps = [np.linalg.norm((inv_pose(gt[a]) @ gt[a + 1])[:3, 3]) for a in ids if a + 1 in gt]
     print(f"{name:12s} frames {len(ids):4d}  ATE rigid {rigid * 1e3:6.1f} mm  with scale "
-          f"{sim * 1e3:6.1f} mm (scale {scale:.4f})  RPE median {np.median(rpe) * 1e3:.1f} mm "
-          f"(ground-truth step {np.median(steps) * 1e3:.1f} mm)")
+          f"{sim * 1e3:6.1f} mm (scale {scale:.4f})  RPE per frame {r.trans_rmse_m * 1e3:.1f} mm "
+          f"RMSE, {r.trans_mean_m * 1e3:.1f} mean (ground-truth step median "
+          f"{np.median(steps) * 1e3:.1f} mm)")
     print(f"{'':12s} ATE per stretch of {stretch} frames, mm: " + "; ".join(parts))
 
 

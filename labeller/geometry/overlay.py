@@ -194,15 +194,6 @@ class OverlayRenderer:
         depth, inst, _, n_cast = self._merge(camera, T_world_cam, objects, preview, False)
         return depth, inst, n_cast
 
-    def cast_textured(self, camera: CameraIntrinsics, T_world_cam: np.ndarray,
-                      objects: Sequence[OverlayObject], preview: bool = False
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        """As `cast`, plus the shaded model colours (H, W, 3) uint8 RGB (0 = none):
-        (depth, inst, rgb, number of objects actually cast)."""
-        depth, inst, rgb, n_cast = self._merge(camera, T_world_cam, objects, preview, True)
-        assert rgb is not None
-        return depth, inst, rgb, n_cast
-
     def _merge(self, camera: CameraIntrinsics, T_world_cam: np.ndarray,
                objects: Sequence[OverlayObject], preview: bool, textured: bool
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:

@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
     QAbstractSlider,
     QAbstractSpinBox,
     QComboBox,
-    QLineEdit,
     QWidget,
 )
 
@@ -49,11 +48,6 @@ def is_letter_key(event: QKeyEvent) -> bool:
     return ((Qt.Key.Key_A <= key <= Qt.Key.Key_Z
              or key in (Qt.Key.Key_BracketLeft, Qt.Key.Key_BracketRight))
             and not event.modifiers() & _COMMAND_MODIFIERS)
-
-
-def is_text_field(w: QWidget | None) -> bool:
-    """A widget that takes typed text (a spin box or a line edit)."""
-    return isinstance(w, QAbstractSpinBox | QLineEdit)
 
 
 class FieldKeys(QObject):

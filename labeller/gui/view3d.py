@@ -308,12 +308,6 @@ class View3DController(QObject):
         if visible:
             self.request()
 
-    def reset_view(self) -> None:
-        """Back to the fitted view."""
-        if self._model is not None and self._loaded_for is self._model:
-            self.view = self._fit(self._model)
-            self.request()
-
     def request(self) -> None:
         """Draw again soon: on the next pass of the event loop, at most one picture per
         MIN_GAP_MS (many requests, one picture); while requests keep coming, at
