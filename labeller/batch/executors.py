@@ -41,9 +41,9 @@ def _start_local_worker(parent_pid: int) -> None:
     # Ctrl+C reaches the whole process group: the batch's driver turns it into a
     # cancel that every task sees; a worker interrupted mid-write would only be retried.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from labeller.core.pool import _die_with_parent
+    from labeller.core.pool import die_with_parent
 
-    _die_with_parent(parent_pid, True)
+    die_with_parent(parent_pid, True)
 
 
 class LocalExecutor:

@@ -40,7 +40,7 @@ PARENT_POLL_S = 0.5
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent_pid: int, use_signal: bool) -> None:
+def die_with_parent(parent_pid: int, use_signal: bool) -> None:
     """End this worker when `parent_pid` dies, however it dies (SIGKILL included): the
     kernel's PR_SET_PDEATHSIG on Linux, and a thread that watches the parent pid
     everywhere (a worker re-parented to init or a subreaper has lost its parent)."""
@@ -64,7 +64,7 @@ def _die_with_parent(parent_pid: int, use_signal: bool) -> None:
 
 def _start_worker(parent_pid: int, use_signal: bool, initializer: Callable[..., None] | None,
                   initargs: tuple[Any, ...]) -> None:
-    _die_with_parent(parent_pid, use_signal)
+    die_with_parent(parent_pid, use_signal)
     if initializer is not None:
         initializer(*initargs)
 
