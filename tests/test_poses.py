@@ -109,3 +109,16 @@ def test_tum_timed_round_trip(tmp_path, shared_data):
                                     if ln.strip() and not ln.startswith("#")).split()]
     i = int(np.argmin(np.abs(tt.stamps - first[0])))
     np.testing.assert_allclose(tt.poses[i], pose_from_tq_xyzw(first[1:4], first[4:8]), atol=1e-9)
+
+
+def test_interpolate_pose_halfway_and_ends():
+    from labeller.core.poses import axis_angle_to_matrix, interpolate_pose, make_pose
+
+    T0 = make_pose(np.eye(3), [0.0, 0.0, 0.0])
+    T1 = make_pose(axis_angle_to_matrix([0, 0, 1], np.radians(40)), [0.2, -0.4, 1.0])
+    np.testing.assert_allclose(interpolate_pose(T0, T1, 0.0), T0, atol=1e-12)
+    np.testing.assert_allclose(interpolate_pose(T0, T1, 1.0), T1, atol=1e-12)
+    mid = interpolate_pose(T0, T1, 0.5)
+    np.testing.assert_allclose(mid[:3, 3], [0.1, -0.2, 0.5], atol=1e-12)
+    np.testing.assert_allclose(mid[:3, :3], axis_angle_to_matrix([0, 0, 1], np.radians(20)),
+                               atol=1e-12)

@@ -247,6 +247,13 @@ def slerp_xyzw(q0: np.ndarray, q1: np.ndarray, a: float) -> np.ndarray:
     return q / np.linalg.norm(q)
 
 
+def interpolate_pose(T0: np.ndarray, T1: np.ndarray, a: float) -> np.ndarray:
+    """The pose (4, 4) a of the way from T0 to T1 (a in [0, 1]): rotation by slerp,
+    translation linearly."""
+    q = slerp_xyzw(matrix_to_quat_xyzw(T0[:3, :3]), matrix_to_quat_xyzw(T1[:3, :3]), a)
+    return make_pose(quat_xyzw_to_matrix(q), (1.0 - a) * T0[:3, 3] + a * T1[:3, 3])
+
+
 # -- Euler angles (the GUI's numeric entry) ---------------------------------------------------
 def matrix_to_euler_xyz_deg(R: np.ndarray) -> np.ndarray:
     """Angles (rx, ry, rz) in degrees with R = Rz(rz) @ Ry(ry) @ Rx(rx) (extrinsic x, y, z)."""

@@ -25,7 +25,7 @@ import numpy as np
 from labeller.core.camera import CameraIntrinsics
 from labeller.core.errors import BadInput
 from labeller.core.fileio import read_image
-from labeller.core.poses import matrix_to_quat_xyzw, quat_xyzw_to_matrix, slerp_xyzw
+from labeller.core.poses import interpolate_pose
 from labeller.core.progress import ProgressFn, bar, check_progress
 from labeller.formats.trajectory import TimedTrajectory, Trajectory
 from labeller.importers.writer import ImportResult, scene_writer
@@ -131,12 +131,7 @@ def interpolate_poses(gt: TimedTrajectory, stamps: np.ndarray, max_gap: float = 
         if s1 - s0 > max_gap:
             continue
         a = (s - s0) / (s1 - s0)
-        T0, T1 = gt.poses[k - 1], gt.poses[k]
-        q = slerp_xyzw(matrix_to_quat_xyzw(T0[:3, :3]), matrix_to_quat_xyzw(T1[:3, :3]), a)
-        T = np.eye(4)
-        T[:3, :3] = quat_xyzw_to_matrix(q)
-        T[:3, 3] = (1 - a) * T0[:3, 3] + a * T1[:3, 3]
-        out[i] = T
+        out[i] = interpolate_pose(gt.poses[k - 1], gt.poses[k], float(a))
     return out
 
 
