@@ -57,7 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="plain frame-to-frame odometry: no keyframes, loop closures or pose graph")
     p.add_argument("--evaluate", metavar="GT",
                    help="afterwards print ATE and RPE (by evo) against this ground-truth "
-                        "trajectory.txt (e.g. SCENE/gt/trajectory.txt)")
+                        "trajectory.txt (e.g. SCENE/gt/trajectory.txt), then how well each "
+                        "of the two explains the scene's depth")
     p.add_argument("--from", dest="from_file", metavar="FILE",
                    help="import this external trajectory instead of estimating one")
     p.add_argument("--format", choices=FORMATS,
@@ -85,10 +86,14 @@ def _main_from(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_evaluation(est: object, gt_path: Path) -> None:
-    """ATE / RPE by evo of the new trajectory against the ground truth at gt_path."""
+def _print_evaluation(est: object, gt_path: Path, scene: Path) -> None:
+    """ATE / RPE by evo of the new trajectory against the ground truth at gt_path, then
+    both trajectories held against the scene's depth (the reference may be wrong too)."""
     from labeller.core.errors import BadInput
+    from labeller.core.progress import bar_progress
+    from labeller.evaluate.depth_agreement import check_against_depth
     from labeller.evaluate.evo_metrics import evo_figures
+    from labeller.formats.scene import Scene
     from labeller.formats.trajectory import Trajectory
 
     gt = Trajectory.read(gt_path)
@@ -97,6 +102,13 @@ def _print_evaluation(est: object, gt_path: Path) -> None:
         print(evo_figures(est, gt).summary())
     except ValueError as exc:
         raise BadInput(gt_path, str(exc)) from None
+    progress, close = bar_progress("check against the depth", "step")
+    try:
+        report = check_against_depth(Scene(scene), est, gt, progress)
+    finally:
+        close()
+    for line in report.summary():
+        print(line)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -125,7 +137,7 @@ def main(args: argparse.Namespace) -> int:
         out.append(f"{Path(args.scene) / 'recon/cloud.ply'} ({res.cloud_points} points)")
     print("wrote " + ", ".join(out))
     if args.evaluate is not None:
-        _print_evaluation(res.trajectory, Path(args.evaluate))
+        _print_evaluation(res.trajectory, Path(args.evaluate), Path(args.scene))
     if res.n_tracked == 0:
         print("labeller track: warning: no frame could be tracked", file=sys.stderr)
     return 0
