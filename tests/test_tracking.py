@@ -15,7 +15,8 @@ import pytest
 
 from labeller.cli.main import main as cli
 from labeller.core.fileio import sha256_file
-from labeller.core.poses import make_pose
+from labeller.core.poses import inv_pose, make_pose
+from labeller.evaluate.depth_agreement import DepthViews, refuted_steps
 from labeller.evaluate.trajectory import ate, longest_gap, rpe, tracked_fraction, umeyama_alignment
 from labeller.formats.annotations import AnnotationDocument
 from labeller.formats.scene import Scene
@@ -154,6 +155,26 @@ def test_duplicated_frame_gets_the_pose_of_the_frame_it_repeats(damaged):
                                   "what": "duplicate of frame 19 (identical colour and depth)"}]
     assert rep["frames"][20]["status"] == "duplicate" and rep["frames"][20]["duplicate_of"] == 19
     assert 19 in res.trajectory and 21 in res.trajectory
+
+
+def test_stale_colour_frame_is_posed_by_its_depth(synth40, tmp_path):
+    """Frame 25's colour repeats frame 24's (the colour stream stalled) while its depth is
+    new: its pose comes from its depth, not from the stale colour."""
+    scene = tmp_path / "s"
+    shutil.copytree(synth40, scene)
+    shutil.copy(scene / "rgb/000024.png", scene / "rgb/000025.png")
+    res = run(TrackConfig(scene, progress_bar=False, write_cloud=False))
+    gt = Scene(scene).gt_trajectory()
+    note = read_report(scene)["frames"][25]["note"]
+    assert note.startswith("colour repeats frame 24 (the colour stream stalled)")
+    assert "posed after the stream by its depth alone" in note
+    # Aligned on the other frames, frame 25 sits where its depth says (GT), within 2 mm.
+    aligned = {t: res.trajectory[t] for t in res.trajectory.frame_ids}
+    T = gt[24] @ inv_pose(aligned[24])
+    err = np.linalg.norm((T @ aligned[25])[:3, 3] - gt[25][:3, 3])
+    step = np.linalg.norm(gt[25][:3, 3] - gt[24][:3, 3])
+    assert err < min(0.002, 0.5 * step), (err, step)
+    assert refuted_steps(DepthViews(Scene(scene)), res.trajectory) == []
 
 
 def test_missing_depth_frame_is_flagged_and_named(damaged):

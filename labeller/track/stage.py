@@ -108,6 +108,8 @@ def _run_locked(cfg: TrackConfig, src: FrameSource, progress: ProgressFn | None,
             tracker.pose_lost_stretches()
             tracker.release_frames()
             kept_loops = tracker.optimise()
+            tracker.repose_stale_colour()
+            tracker.release_frames()
             stage = "fuse"
             save_checkpoint(ckpt, {**header, "kept_loops": kept_loops}, tracker, "fuse")
     except Cancelled:
