@@ -9,7 +9,11 @@ that peak memory is that run's alone, and prints: ATE RMSE and max after rigid a
 byte-identical repeats), frames/s (tracking + pose graph + TSDF + writing, after
 imports), peak memory (VmHWM of the subprocess; "base" is the peak after imports, so
 peak - base is what tracking itself holds), keyframes, CPU ms per frame and the load
-average during the run. Then the ratios against odometry and the issue's targets.
+average during the run. Then the ratios against odometry and the issue's targets, and
+each trajectory held against the scene's own depth beside the ground truth
+(`labeller.evaluate.depth_agreement`, after the timing): the steps the depth refutes, ATE
+against the ground truth with its refuted steps repaired, and the depth agreement over
+long-baseline pairs.
 
 Scenes: the real 7-Scenes kitchen clips (400 frames, ../shared/data/rgbd/
 sevenscenes_kitchen_0_399, and its first 60) imported with `labeller import 7scenes`,
@@ -87,6 +91,11 @@ repeats = {t for t in range(1, len(rgb))
 non_dup = [t for t in range(res.n_frames) if t not in repeats]
 posed_non_dup = sum(1 for t in non_dup if t in res.trajectory) / len(non_dup)
 edges = rep["pose_graph"]["verified_edges"]
+# Both trajectories held against the depth (after the timing; labeller.evaluate.depth_agreement).
+from labeller.evaluate.depth_agreement import check_against_depth, with_steps_replaced
+from labeller.formats.scene import Scene
+chk = check_against_depth(Scene(scene), res.trajectory, gt)
+gt_fixed = with_steps_replaced(gt, chk.reference_refuted or [])
 if mode == "full" and len(sys.argv) > 3:
     np.save(sys.argv[3], np.array([[t, *res.trajectory[t][:3, 3], *gt[t][:3, 3]]
                                    for t in res.trajectory.frame_ids if t in gt]))
@@ -104,7 +113,15 @@ print("RESULT " + json.dumps({
     "loops_kept": sum(1 for e in edges if e.get("kept")),
     "long_loops": sum(1 for e in edges if e["kind"] == "loop" and e.get("kept")
                       and e["frame"] - e["matched_frame"] > 150),
-    "cpu_ms": 1000 * cpu_s / res.n_frames}))
+    "cpu_ms": 1000 * cpu_s / res.n_frames,
+    "refuted": [x.frame for x in chk.refuted],
+    "gt_refuted": [x.frame for x in chk.reference_refuted or []],
+    "gt_floor_mm": (chk.reference_ate_floor_m or 0.0) * 1000,
+    "ate_gt_fixed_mm": ate(res.trajectory, gt_fixed).rmse_m * 1000 if a else None,
+    "pairs": len(chk.pairs),
+    "agree": float(np.median(chk.agreement)) if chk.pairs else None,
+    "gt_agree": float(np.median(chk.reference_agreement)) if chk.pairs else None,
+    "agree_better": int((chk.agreement > chk.reference_agreement).sum()) if chk.pairs else 0}))
 """
 
 
@@ -177,8 +194,9 @@ def fmt(name: str, mode: str, r: dict) -> str:
             f"{r['kf']:>4} {r['loops_kept']:>4} {r['cpu_ms']:6.0f} {r['load']:5.1f}")
 
 
-def plot_paths(points_npy: Path, dest: Path, title: str) -> None:
-    """Top view (x, z of the first camera's frame: y points down) of both paths."""
+def plot_paths(points_npy: Path, dest: Path, title: str, refuted: list[int] = ()) -> None:
+    """Top view (x, z of the first camera's frame: y points down) of both paths; the
+    ground truth's steps into the frames `refuted` (ones its depth contradicts) marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,6 +213,10 @@ def plot_paths(points_npy: Path, dest: Path, title: str) -> None:
     ax.plot(gt[:, 0], gt[:, 2], "-", color="0.2", lw=2, label="ground truth (KinectFusion)")
     ax.plot(est[:, 0], est[:, 2], "-", color="tab:red", lw=1.2, label="labeller track (aligned)")
     ax.plot(gt[0, 0], gt[0, 2], "o", color="0.2")
+    rows = [i for i, f in enumerate(a[:, 0]) if int(f) in set(refuted) and i > 0]
+    for n, i in enumerate(rows):
+        ax.plot(gt[i - 1:i + 1, 0], gt[i - 1:i + 1, 2], "-", color="tab:orange", lw=4,
+                label="ground-truth step its depth refutes" if n == 0 else None)
     ax.set_xlabel("x (m)")
     ax.set_ylabel("z (m)")
     ax.set_aspect("equal")
@@ -262,6 +284,23 @@ def main() -> int:
               f"{'met' if k['posed_non_dup'] == 1.0 else 'NOT met'}); {k['repeats']} "
               f"byte-identical repeats, {k['dups']} frames given their original's pose; "
               f"{k['loops_kept']} loop edges kept ({k['long_loops']} over > 150 frames)")
+    for name, _ in scenes:
+        for mode in ("full", "odometry"):
+            r = results.get((name, mode))
+            if not r or r.get("agree") is None and not r["gt_refuted"] and not r["refuted"]:
+                continue
+            line = (f"{name} {'graph' if mode == 'full' else 'odometry'} against the depth: "
+                    f"steps refuted {len(r['refuted'])} {r['refuted'][:5]}, ground truth's "
+                    f"{len(r['gt_refuted'])} {r['gt_refuted'][:5]}")
+            if r["gt_refuted"]:
+                line += (f" (the ground truth against itself with them repaired: "
+                         f"{r['gt_floor_mm']:.2f} mm; ATE against the repaired ground truth "
+                         f"{r['ate_gt_fixed_mm']:.2f} mm)")
+            if r.get("agree") is not None:
+                line += (f"; long-baseline depth agreement median {r['agree']:.3f} vs ground "
+                         f"truth {r['gt_agree']:.3f}, better on {r['agree_better']} of "
+                         f"{r['pairs']} pairs")
+            print(line)
     for name in ("synth seed0", "synth seed1"):
         s = results.get((name, "full"))
         if s and s["ate_mm"] is not None:
@@ -284,7 +323,7 @@ def main() -> int:
               f"{a['peak_mb']:.0f} MB")
     if args.plot is not None and k and path_npy.is_file():
         plot_paths(path_npy, args.plot, f"7-Scenes kitchen, 400 frames: ATE {k['ate_mm']:.1f} mm "
-                                        "(top view, after rigid alignment)")
+                                        "(top view, after rigid alignment)", k["gt_refuted"])
         print(f"wrote {args.plot}")
     print(f"# load average (1 min) at end {os.getloadavg()[0]:.1f}")
     return 0
