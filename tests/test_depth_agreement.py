@@ -110,3 +110,16 @@ def test_real_clip_ground_truth_has_one_step_its_depth_contradicts(tmp_path):
     assert [(x.previous, x.frame) for x in steps] == [(121, 122)]
     assert steps[0].step_m > 0.03 and steps[0].depth_step_m < 0.015
     assert 0.005 < ate(gt, da.with_steps_replaced(gt, steps)).rmse_m < 0.015
+
+
+def test_evaluate_skips_frames_without_readable_depth(synth, tmp_path, capsys):
+    """Tracking goes on past a missing or broken depth frame; so does the depth check."""
+    scene = tmp_path / "s"
+    shutil.copytree(synth, scene)
+    (scene / "depth/000030.png").unlink()
+    (scene / "depth/000020.png").write_bytes(b"not a png")
+    assert cli(["track", str(scene), "--no-cloud", "--evaluate",
+                str(scene / "gt/trajectory.txt")]) == 0
+    out = capsys.readouterr().out
+    assert "steps of the trajectory the depth refutes: 0" in out
+    assert "steps of the reference the depth refutes: 0" in out

@@ -104,7 +104,7 @@ def _print_evaluation(est: object, gt_path: Path, scene: Path) -> None:
         raise BadInput(gt_path, str(exc)) from None
     progress, close = bar_progress("check against the depth", "step")
     try:
-        report = check_against_depth(Scene(scene), est, gt, progress)
+        report = check_against_depth(Scene(scene, allow_missing_depth=True), est, gt, progress)
     finally:
         close()
     for line in report.summary():

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from labeller.core.errors import BadInput
 from labeller.core.poses import inv_pose, rotation_angle_deg
 from labeller.core.progress import ProgressFn
 from labeller.formats.scene import Scene
@@ -49,7 +50,9 @@ PAIR_MAX = 40  # pairs judged (evenly spread over the candidates)
 
 
 class DepthViews:
-    """A scene's depth frames, subsampled, read on demand (the last few kept)."""
+    """A scene's depth frames, subsampled, read on demand (the last few kept). A frame
+    whose depth is missing (a scene opened with allow_missing_depth) or unreadable reads
+    as no depth, so the checks skip it."""
 
     def __init__(self, scene: Scene, cache: int = 8):
         self.scene = scene
@@ -84,7 +87,12 @@ class DepthViews:
         if t in self._cache:
             self._cache.move_to_end(t)
             return self._cache[t]
-        d = self.scene.depth(t)[::SUBSAMPLE, ::SUBSAMPLE].astype(np.float64)
+        try:
+            d = self.scene.depth(t)[::SUBSAMPLE, ::SUBSAMPLE].astype(np.float64)
+        except BadInput:  # an unreadable frame is one the check cannot judge
+            cam = self.scene.camera
+            d = np.zeros(((cam.height + SUBSAMPLE - 1) // SUBSAMPLE,
+                          (cam.width + SUBSAMPLE - 1) // SUBSAMPLE))
         d[(d <= 0) | (d > DEPTH_MAX_M)] = 0.0
         v, u = np.nonzero(d > 0)
         z = d[v, u]
