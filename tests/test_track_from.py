@@ -263,3 +263,29 @@ def test_format_without_from_is_refused(tmp_path, capsys):
     scene = write_tiny_scene(tmp_path / "scene", n=2)
     assert cli(["track", str(scene), "--format", "tum"]) == 2
     assert "--format: applies only with --from FILE" in capsys.readouterr().err
+
+
+def test_from_with_evaluate_holds_the_imported_trajectory_against_the_depth(tmp_path, capsys):
+    """`--from FILE --evaluate GT`: evo's figures and the depth check for an external
+    trajectory; one whose translations are 10x too long has every step refuted."""
+    from labeller.core.poses import make_pose
+    from labeller.synth import SynthConfig
+    from labeller.synth import run as synth
+
+    scene = tmp_path / "scene"
+    synth(SynthConfig(scene, frames=20, seed=1, width=320, height=240))
+    stamps = np.arange(20) / 30.0
+    (scene / "timestamps.txt").write_text(
+        "# frame_id seconds\n" + "".join(f"{t} {s:.6f}\n" for t, s in enumerate(stamps)))
+    gt = Scene(scene).gt_trajectory()
+    gt_path = scene / "gt/trajectory.txt"
+    for factor, refuted in ((1.0, 0), (10.0, 19)):
+        tum = tmp_path / f"traj_{factor:g}.txt"
+        TimedTrajectory(stamps, np.stack([make_pose(gt[t][:3, :3], factor * gt[t][:3, 3])
+                                          for t in range(20)])).write_tum(tum)
+        assert cli(["track", str(scene), "--from", str(tum), "--format", "tum", "--force",
+                    "--evaluate", str(gt_path)]) == 0
+        out = capsys.readouterr().out
+        assert "evo over 20 frames: ATE RMSE" in out
+        assert f"steps of the trajectory the depth refutes: {refuted}" in out
+        assert "steps of the reference the depth refutes: 0" in out

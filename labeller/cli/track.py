@@ -83,6 +83,11 @@ def _main_from(args: argparse.Namespace) -> int:
     for line in res.info:
         print(f"  {line}")
     print(f"wrote {res.scene / 'trajectory.txt'}")
+    if args.evaluate is not None:
+        from labeller.formats.trajectory import Trajectory
+
+        _print_evaluation(Trajectory.read(res.scene / "trajectory.txt"), Path(args.evaluate),
+                          Path(res.scene))
     return 0
 
 
