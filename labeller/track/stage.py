@@ -21,6 +21,7 @@ from labeller.core.fileio import atomic_write_json, sha256_file
 from labeller.core.locks import exclusive_lock
 from labeller.core.progress import ProgressFn, bar
 from labeller.formats.trajectory import Trajectory
+from labeller.track.after_stream import pose_lost_stretches, repose_stale_colour
 from labeller.track.checkpoint import (
     checkpoint_path,
     load_checkpoint,
@@ -105,10 +106,10 @@ def _run_locked(cfg: TrackConfig, src: FrameSource, progress: ProgressFn | None,
                     save_checkpoint(ckpt, header, tracker, "track")
                 if cancel:
                     raise Cancelled(f"{cfg.scene}: tracking cancelled at frame {t + 1}")
-            tracker.pose_lost_stretches()
+            pose_lost_stretches(tracker)
             tracker.release_frames()
             kept_loops = tracker.optimise()
-            tracker.repose_stale_colour()
+            repose_stale_colour(tracker)
             tracker.release_frames()
             stage = "fuse"
             save_checkpoint(ckpt, {**header, "kept_loops": kept_loops}, tracker, "fuse")

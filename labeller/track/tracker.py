@@ -1,5 +1,6 @@
 """The tracker's state machine: each frame against the keyframe, the previous frame or
-look-alike keyframes; keyframe promotion, skip and loop-closure edges.
+look-alike keyframes; keyframe promotion, skip and loop-closure edges. The passes over
+the recorded frames after the stream are in `after_stream`.
 
 Frames: T_world_cam maps a frame's camera to the world (the first tracked frame's
 camera); T_kf_cam maps it to its keyframe's camera; T_tgt_src maps the source frame's
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from labeller.core.errors import BadInput
-from labeller.core.poses import interpolate_pose, inv_pose, nearest_rigid, rotation_angle_deg
+from labeller.core.poses import inv_pose, nearest_rigid, rotation_angle_deg
 from labeller.formats.trajectory import Trajectory
 from labeller.track.config import TrackConfig
 from labeller.track.consistency import StreamConsistency
@@ -54,14 +55,9 @@ LOOP_APPEARANCE_CANDIDATES = 5
 # of a real sensor are not perfectly registered.)
 PNP_AGREE_M = 0.10
 PNP_AGREE_DEG = 10.0
-# A frame whose colour repeats the previous frame's (the colour stream stalled) but whose
-# depth is new: after the stream it is posed by depth alone, from the pose interpolated
-# between its posed neighbours (at most STALE_NEIGHBOUR_GAP frames away), and kept only
-# within STALE_MAX_MOVE_M / _DEG of that start (depth alone slides along planes).
+# How the note of a frame whose colour repeats the previous frame's (the colour stream
+# stalled) but whose depth is new begins; `after_stream.repose_stale_colour` finds them.
 STALE_COLOUR_NOTE = "colour repeats frame"
-STALE_NEIGHBOUR_GAP = 3
-STALE_MAX_MOVE_M = 0.02
-STALE_MAX_MOVE_DEG = 2.0
 RELOC_EVERY_AFTER = 10  # after this many lost frames, try relocalising every 3rd frame
 
 
@@ -179,7 +175,7 @@ class Tracker:
         return nearest_rigid(self.T_world_kf[r.node] @ r.T_kf_cam)
 
     # -- matching --
-    def _try(self, src: PreparedFrame, tgt: PreparedFrame, init: np.ndarray,
+    def match(self, src: PreparedFrame, tgt: PreparedFrame, init: np.ndarray,
              strict: bool = False, iterations: tuple[int, ...] = ITERATIONS,
              geometric_only: bool = False
              ) -> tuple[np.ndarray | None, float, AlignmentCheck | None, str]:
@@ -217,7 +213,7 @@ class Tracker:
         """
         if self.cfg.mode != "full":
             return T
-        T2, _, chk, _ = self._try(src, tgt, T, iterations=ITERATIONS_REFINE)
+        T2, _, chk, _ = self.match(src, tgt, T, iterations=ITERATIONS_REFINE)
         return T if T2 is None else T2
 
     def _jump(self, t: int, T_world_cam: np.ndarray) -> str | None:
@@ -307,7 +303,7 @@ class Tracker:
                 self.loop_tried += 1
             tgt = self.keyframe(j)
             if pnp is None:
-                T, _, chk, _ = self._try(fr, tgt, init, strict=(kind == "loop"),
+                T, _, chk, _ = self.match(fr, tgt, init, strict=(kind == "loop"),
                                          iterations=ITERATIONS_EDGE)
             else:
                 T, chk = self._refine_from_pnp(fr, tgt, pnp)
@@ -338,14 +334,14 @@ class Tracker:
         """Dense refinement of a PnP pose T_tgt_src: depth alone first (over a wide baseline
         the photometric term's basin is narrow), then Hybrid from there; of the results
         that pass the strict check, the one that explains more of the images."""
-        T_geo, _, chk_geo, _ = self._try(fr, tgt, pnp.T_ref_query, strict=True,
+        T_geo, _, chk_geo, _ = self.match(fr, tgt, pnp.T_ref_query, strict=True,
                                          iterations=ITERATIONS_EDGE, geometric_only=True)
         if T_geo is None or chk_geo is None:
             return None, None
         best: tuple[np.ndarray | None, AlignmentCheck | None] = (None, None)
         if chk_geo.intensity_inliers >= self.cfg.min_intensity_inliers:
             best = (T_geo, chk_geo)
-        T_hyb, _, chk_hyb, _ = self._try(fr, tgt, T_geo, strict=True, iterations=ITERATIONS_EDGE)
+        T_hyb, _, chk_hyb, _ = self.match(fr, tgt, T_geo, strict=True, iterations=ITERATIONS_EDGE)
         if T_hyb is not None and chk_hyb is not None and (
                 best[1] is None or chk_hyb.inlier_ratio > best[1].inlier_ratio):
             best = (T_hyb, chk_hyb)
@@ -452,7 +448,7 @@ class Tracker:
             assert tgt is not None
             T_world_tgt = self.T_world_prev if kind == "prev" else self.T_world_kf[j]
             init = inv_pose(T_world_tgt) @ T_world_pred if pnp is None else pnp.T_ref_query
-            T, fitness, chk, why = self._try(fr, tgt, init, strict=(kind == "reloc"),
+            T, fitness, chk, why = self.match(fr, tgt, init, strict=(kind == "reloc"),
                                              iterations=self.track_iterations)
             if T is None:
                 reasons.append(why)
@@ -514,86 +510,6 @@ class Tracker:
         sims = np.array([float(fr.thumb.ravel() @ th.ravel()) for th in self.kf_thumbs])
         order = np.argsort(-sims)
         return [int(j) for j in order[:RELOC_CANDIDATES]]
-
-    # -- after the stream --
-    def pose_lost_stretches(self) -> int:
-        """Pose the frames lost before a relocalisation, backwards from the first frame
-        tracked again (each against the next one); returns how many were posed.
-
-        A stretch ends where a frame still fails (or one has bad data)."""
-        n_posed = 0
-        t = len(self.records) - 1
-        while t > 0:
-            r, before = self.records[t], self.records[t - 1]
-            if not (r.status == "tracked" and before.status == "failed" and before.lost):
-                t -= 1
-                continue
-            nxt = self.load(t)
-            f = t - 1
-            while f >= 0 and self.records[f].status == "failed" and self.records[f].lost:
-                try:
-                    fr = self.load(f)
-                except BadInput:
-                    break
-                T, fitness, chk, _ = self._try(fr, nxt, np.eye(4), iterations=ITERATIONS_EDGE)
-                if T is None or chk is None or rotation_angle_deg(T) > self.cfg.max_step_deg \
-                        or np.linalg.norm(T[:3, 3]) > self.cfg.max_step_m:
-                    break
-                rf, rn = self.records[f], self.records[f + 1]
-                assert rn.T_kf_cam is not None
-                rf.status, rf.node, rf.T_kf_cam = "tracked", rn.node, nearest_rigid(rn.T_kf_cam @ T)
-                rf.fitness, rf.inlier_ratio, rf.reference = fitness, chk.inlier_ratio, f + 1
-                rf.note = f"posed after the stream, backwards from frame {f + 1} ({rf.reason})"
-                rf.reason, rf.lost = None, False
-                n_posed += 1
-                nxt, f = fr, f - 1
-            t = f
-        return n_posed
-
-    def repose_stale_colour(self) -> int:
-        """Re-pose the frames tracked with stale colour by their depth alone; returns how
-        many moved.
-
-        Such a frame's colour shows the camera where it was when the colour last changed,
-        so the Hybrid odometry's photometric term pulls its pose back there (on the
-        400-frame 7-Scenes clip frame 313 came out 9 mm short of what its depth says).
-        After the pose graph, it starts from the pose interpolated between its neighbours
-        and takes point-to-plane odometry against its keyframe at full resolution; a
-        result that moves further than STALE_MAX_MOVE_M / _DEG from that start, or fails
-        the depth checks, keeps the tracked pose. Duplicates of it follow it."""
-        n_moved = 0
-        recs = self.records
-        for t, rec in enumerate(recs):
-            if not rec.stale_colour or t == 0 or not recs[t - 1].posed:
-                continue
-            nxt = next((u for u in range(t + 1, min(len(recs), t + 1 + STALE_NEIGHBOUR_GAP))
-                        if recs[u].status == "tracked" and not recs[u].stale_colour), None)
-            if nxt is None:
-                continue
-            T_pred = interpolate_pose(self.T_world_cam(t - 1), self.T_world_cam(nxt),
-                                      1.0 / (nxt - t + 1))
-            try:
-                fr = self.load(t)
-            except BadInput:
-                continue
-            kf = self.keyframe(rec.node)
-            init = inv_pose(self.T_world_kf[rec.node]) @ T_pred
-            T, fitness, chk, _ = self._try(fr, kf, init, iterations=ITERATIONS_REFINE,
-                                           geometric_only=True)
-            if T is None or chk is None:
-                continue
-            dev = inv_pose(init) @ T
-            if np.linalg.norm(dev[:3, 3]) > STALE_MAX_MOVE_M \
-                    or rotation_angle_deg(dev) > STALE_MAX_MOVE_DEG:
-                continue
-            rec.T_kf_cam, rec.fitness, rec.inlier_ratio = T, fitness, chk.inlier_ratio
-            rec.note = (f"{rec.note}; posed after the stream by its depth alone, from its "
-                        f"neighbours' poses (frames {t - 1} and {nxt})")
-            for d in recs[t + 1:nxt]:
-                if d.status == "duplicate" and d.reference == t:
-                    d.node, d.T_kf_cam = rec.node, T
-            n_moved += 1
-        return n_moved
 
     # -- pose graph --
     def optimise(self) -> int:
