@@ -29,19 +29,9 @@ from labeller.formats.trajectory import Trajectory  # noqa: E402
 
 def disagreement_map(views: da.DepthViews, a: int, b: int, T_a_b: np.ndarray) -> np.ndarray:
     """(h, w) metres |dz| at frame a's pixels hit by frame b's points (NaN where none)."""
-    p = views.points(b) @ T_a_b[:3, :3].T + T_a_b[:3, 3]
-    d = views.depth(a)
-    h, w = d.shape
-    K = views.K
-    z = p[:, 2]
-    ok = z > 1e-6
-    u = np.round(K[0, 0] * p[ok, 0] / z[ok] + K[0, 2]).astype(int)
-    v = np.round(K[1, 1] * p[ok, 1] / z[ok] + K[1, 2]).astype(int)
-    inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    out = np.full((h, w), np.nan)
-    zt = d[v[inside], u[inside]]
-    dz = np.where(zt > 0, np.abs(zt - z[ok][inside]), np.nan)
-    out[v[inside], u[inside]] = dz
+    landed = da.landed_points(views, a, b, T_a_b)
+    out = np.full(views.depth(a).shape, np.nan)
+    out[landed.v, landed.u] = np.abs(landed.z_a - landed.z)
     return out
 
 

@@ -115,27 +115,44 @@ class DepthViews:
         return float((self.depth(t) > 0).mean()) >= MIN_VALID
 
 
-def depth_agreement(views: DepthViews, a: int, b: int, T_a_b: np.ndarray) -> float:
-    """Share of frame b's depth points that, moved into camera a by T_a_b (4, 4), land on
-    frame a's depth and agree with it (0 when none land)."""
+@dataclass(frozen=True)
+class LandedPoints:
+    """Frame b's depth points moved into camera a that land on frame a's depth."""
+
+    n_points: int  # frame b's depth points in all
+    u: np.ndarray  # (M,) int pixel column in frame a (subsampled resolution)
+    v: np.ndarray  # (M,) int pixel row
+    z: np.ndarray  # (M,) float64 metres: the moved point's depth in camera a
+    z_a: np.ndarray  # (M,) float64 metres: frame a's depth at (v, u)
+
+    @property
+    def agrees(self) -> np.ndarray:
+        """(M,) bool: within AGREE_TOL_M + AGREE_TOL_REL * z."""
+        return np.abs(self.z_a - self.z) <= AGREE_TOL_M + AGREE_TOL_REL * self.z
+
+
+def landed_points(views: DepthViews, a: int, b: int, T_a_b: np.ndarray) -> LandedPoints:
+    """Frame b's depth points moved into camera a by T_a_b (4, 4) and projected, those
+    that land on a pixel of frame a with depth."""
     p = views.points(b) @ T_a_b[:3, :3].T + T_a_b[:3, 3]
     d = views.depth(a)
     h, w = d.shape
-    z = p[:, 2]
-    front = z > 1e-6
-    if not front.any():
-        return 0.0
+    p = p[p[:, 2] > 1e-6]
     K = views.K
-    u = np.round(K[0, 0] * p[front, 0] / z[front] + K[0, 2]).astype(np.int64)
-    v = np.round(K[1, 1] * p[front, 1] / z[front] + K[1, 2]).astype(np.int64)
+    u = np.round(K[0, 0] * p[:, 0] / p[:, 2] + K[0, 2]).astype(np.int64)
+    v = np.round(K[1, 1] * p[:, 1] / p[:, 2] + K[1, 2]).astype(np.int64)
     inside = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    zt = d[v[inside], u[inside]]
-    on = zt > 0
-    if not on.any():
-        return 0.0
-    zs = z[front][inside][on]
-    agree = np.abs(zt[on] - zs) <= AGREE_TOL_M + AGREE_TOL_REL * zs
-    return float(agree.sum() / len(z))
+    u, v, z = u[inside], v[inside], p[inside, 2]
+    z_a = d[v, u]
+    on = z_a > 0
+    return LandedPoints(len(views.points(b)), u[on], v[on], z[on], z_a[on])
+
+
+def depth_agreement(views: DepthViews, a: int, b: int, T_a_b: np.ndarray) -> float:
+    """Share of frame b's depth points that, moved into camera a by T_a_b (4, 4), land on
+    frame a's depth and agree with it (0 when none land)."""
+    landed = landed_points(views, a, b, T_a_b)
+    return float(landed.agrees.sum() / landed.n_points) if landed.n_points else 0.0
 
 
 def icp_step(views: DepthViews, a: int, b: int, init_T_a_b: np.ndarray) -> np.ndarray:

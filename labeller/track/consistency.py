@@ -35,7 +35,7 @@ WINDOW = 5  # frames m-2 .. m+2: each voting lag needs a neighbour on both sides
 MAX_EDGE_SIMILARITY = 0.7
 AROUND_SIGMA_PX = 5.0  # the band around the depth edges the edge score is relative to
 MIN_EDGE_PIXELS = 50  # fewer depth-edge pixels: the frame cannot tell
-DECISIVE_MARGIN = 0.001  # the best lag must beat the others by this share of its score
+DECISIVE_MARGIN = 0.001  # a peak must beat both neighbouring lags by this share of its score
 # (slow motion moves edges by a fraction of a pixel: the differences are small but steady)
 MIN_DECISIVE = 20  # votes needed before any verdict
 LEAD_FACTOR = 2.0  # a non-zero lag is reported when it has this many times the votes of
